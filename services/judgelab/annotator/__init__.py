@@ -1,0 +1,1 @@
+"""annotator — see DESIGN.md; built in its own issue."""

@@ -1,0 +1,106 @@
+"""The `judgelab` command line.
+
+Heavy modules (torch, transformers, pydantic models) are imported inside the
+commands, never at module level: `judgelab --help` must stay well under a second.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="judgelab",
+    help="Controlled studies of LLM judges in RL post-training: does your judge teach the "
+    "policy, or get gamed?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Experiment YAML file(s) to check.")],
+) -> None:
+    """Check experiment files; print one line per problem (field path, bad value, what is allowed)."""
+    from judgelab.spec.loader import SpecError, load_experiment
+
+    failed = 0
+    for path in files:
+        try:
+            experiment = load_experiment(path)
+        except SpecError as err:
+            failed += 1
+            typer.echo(str(err), err=True)
+            continue
+        typer.echo(f"{path}: ok (experiment {experiment.metadata.name!r})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def crd(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the Experiment CustomResourceDefinition generated from the spec models."""
+    from judgelab.crd import render_crd_yaml
+
+    text = render_crd_yaml()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+def models(
+    prepare: Annotated[
+        bool,
+        typer.Option("--prepare", help="De-quantize and cache the built-in models now."),
+    ] = False,
+) -> None:
+    """List the built-in models and whether their de-quantized cache is ready."""
+    from judgelab.engines.builtin import builtin_model_status, ensure_builtin
+    from judgelab.engines.base import EngineError
+    from judgelab.spec.model import BUILTIN_MODELS
+
+    for name in BUILTIN_MODELS:
+        if prepare:
+            try:
+                ensure_builtin(name)
+            except EngineError as err:
+                _fail(f"{name}: {err}")
+        status = builtin_model_status(name)
+        cached = status.cached_path or "not cached (run `judgelab models --prepare`)"
+        typer.echo(f"builtin:{name}")
+        typer.echo(f"  package: {status.package} {status.package_version or '(not installed)'}")
+        typer.echo(f"  gguf:    {status.gguf_path or '-'}")
+        typer.echo(f"  cache:   {cached}")
+
+
+@app.command()
+def version() -> None:
+    """Print the judgelab version."""
+    from judgelab import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

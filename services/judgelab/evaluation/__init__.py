@@ -1,0 +1,1 @@
+"""evaluation — see DESIGN.md; built in its own issue."""

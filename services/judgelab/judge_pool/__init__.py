@@ -1,0 +1,1 @@
+"""judge pool — see DESIGN.md; built in its own issue."""

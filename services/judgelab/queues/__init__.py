@@ -1,0 +1,1 @@
+"""queues — see DESIGN.md; built in its own issue."""

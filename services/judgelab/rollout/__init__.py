@@ -1,0 +1,1 @@
+"""rollout — see DESIGN.md; built in its own issue."""

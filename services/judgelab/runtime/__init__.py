@@ -1,0 +1,1 @@
+"""runtime — see DESIGN.md; built in its own issue."""
