@@ -31,7 +31,7 @@ def _fail(message: str, code: int = 1) -> None:
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Experiment YAML file(s) to check.")],
 ) -> None:
-    """Check experiment files; print one line per problem (field path, bad value, what is allowed)."""
+    """Check experiment files: one line per problem (field path, bad value, what is allowed)."""
     from judgelab.spec.loader import SpecError, load_experiment
 
     failed = 0
@@ -72,8 +72,8 @@ def models(
     ] = False,
 ) -> None:
     """List the built-in models and whether their de-quantized cache is ready."""
-    from judgelab.engines.builtin import builtin_model_status, ensure_builtin
     from judgelab.engines.base import EngineError
+    from judgelab.engines.builtin import builtin_model_status, ensure_builtin
     from judgelab.spec.model import BUILTIN_MODELS
 
     for name in BUILTIN_MODELS:

@@ -6,72 +6,106 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from judgelab.spec.common import Issue, raise_issues
+
 BUILTIN_MODELS = ("smollm2-135m-instruct",)
 
 
 class StrictModel(BaseModel):
     """Base for every spec model: unknown keys are errors, not silently dropped."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # NaN/inf would slip past every range check (`nan >= 0` is False, `inf > 0` is True).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class ModelSpec(StrictModel):
     """One model endpoint: an in-process `transformers` model or an OpenAI-compatible server."""
 
     engine: Literal["transformers", "openai"] = Field(
-        "transformers",
+        default="transformers",
         description="Backend: `transformers` runs the model in-process (CPU/GPU); "
         "`openai` calls an OpenAI-compatible server such as `vllm serve` or llama.cpp's server.",
     )
     name: str = Field(
-        "builtin:smollm2-135m-instruct",
+        default="builtin:smollm2-135m-instruct",
         description="Model id. `builtin:<name>` for a model shipped with judgelab, a local "
         "directory, or a hub id (hub ids need network access at run time). For `openai` "
         "this is the served model name.",
         min_length=1,
     )
     base_url: str | None = Field(
-        None,
+        default=None,
         description="Base URL of the OpenAI-compatible API (e.g. http://vllm:8000/v1). "
         "Required when engine is `openai`.",
     )
     api_key_env: str | None = Field(
-        None,
+        default=None,
         description="Name of the environment variable that holds the API key "
         "(in Kubernetes, mounted from a Secret). The key itself never appears in a spec.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype for `transformers` (auto: float32 on CPU, bfloat16 on GPU)."
+        default="auto",
+        description="Weights dtype for `transformers` (auto: float32 on CPU, bfloat16 on GPU).",
     )
-    device: str = Field("auto", description="Torch device for `transformers`: auto, cpu, cuda, cuda:N.")
+    device: str = Field(
+        default="auto", description="Torch device for `transformers`: auto, cpu, cuda, cuda:N."
+    )
     max_concurrency: int = Field(
-        16, ge=1, le=4096, description="Most requests in flight at once to an `openai` server."
+        default=16,
+        ge=1,
+        le=4096,
+        description="Most requests in flight at once to an `openai` server.",
     )
     timeout_s: float = Field(
-        600.0, gt=0, description="Per-request timeout in seconds (reasoning models can think for minutes)."
+        default=600.0,
+        gt=0,
+        description="Per-request timeout in seconds (reasoning models can think for minutes).",
     )
     max_retries: int = Field(
-        5, ge=0, le=20, description="Retries with jittered exponential back-off on transport errors, 429 and 5xx."
+        default=5,
+        ge=0,
+        le=20,
+        description="Retries with jittered exponential back-off on transport errors, 429 and 5xx.",
     )
     max_batch_size: int = Field(
-        8, ge=1, le=1024, description="Most sequences the `transformers` backend runs in one batch."
+        default=8,
+        ge=1,
+        le=1024,
+        description="Most sequences the `transformers` backend runs in one batch.",
     )
     context_length: int | None = Field(
-        None, ge=16, description="Override of the model's context length in tokens (default: read from the model/server)."
+        default=None,
+        ge=16,
+        description="Override of the model's context length in tokens "
+        "(default: read from the model/server).",
     )
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> ModelSpec:
+        issues: list[Issue] = []
         if self.engine == "openai" and not self.base_url:
-            raise ValueError("base_url is required when engine is 'openai'")
-        if self.engine == "openai" and self.name.startswith("builtin:"):
-            raise ValueError(
-                "a builtin: model runs in-process; use engine 'transformers', or give the served model name"
+            issues.append(
+                Issue(("base_url",), self.base_url, "base_url is required when engine is 'openai'")
             )
-        if self.name.startswith("builtin:"):
+        if self.engine == "openai" and self.name.startswith("builtin:"):
+            issues.append(
+                Issue(
+                    ("name",),
+                    self.name,
+                    "a builtin: model runs in-process; use engine 'transformers', "
+                    "or give the served model name",
+                )
+            )
+        elif self.name.startswith("builtin:"):
             builtin = self.name.removeprefix("builtin:")
             if builtin not in BUILTIN_MODELS:
-                raise ValueError(
-                    f"unknown builtin model {builtin!r}; available: {', '.join(BUILTIN_MODELS)}"
+                available = ", ".join(BUILTIN_MODELS)
+                issues.append(
+                    Issue(
+                        ("name",),
+                        self.name,
+                        f"unknown builtin model {builtin!r}; available: {available}",
+                    )
                 )
+        raise_issues(issues)
         return self
