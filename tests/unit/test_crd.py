@@ -341,3 +341,11 @@ def test_the_crd_rejects_what_the_spec_rejects() -> None:
     pruned = copy.deepcopy(base)
     pruned["spec"]["policy"]["algorithm"]["group_sise"] = 4
     assert any("group_sise" in v for v in _violations(schema, pruned))
+
+
+def test_crd_manifest_passes_kubernetes_validate_strict() -> None:
+    """The CRD object itself against the real apiextensions/v1 OpenAPI schema of a current k8s."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(experiment_crd(), version, strict=True)
