@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from judgelab.cli import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_every_command() -> None:
@@ -36,3 +38,43 @@ def test_help_imports_no_heavy_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "HEAVY=\n" in out.stdout, out.stdout
+
+
+def test_validate_accepts_the_examples() -> None:
+    result = subprocess.run(
+        ["judgelab", "validate", "examples/quickstart.yaml", "examples/reasoning-vs-plain.yaml"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok (experiment") == 2
+
+
+def test_validate_rejects_every_bad_spec_with_one_line_and_no_traceback() -> None:
+    """The real console script, all bad specs at once: one stderr line each, exit code 1."""
+    bad = sorted((ROOT / "tests/data/bad-specs").glob("*.yaml"))
+    assert len(bad) >= 15
+    result = subprocess.run(
+        ["judgelab", "validate", *map(str, bad)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(bad), lines
+    for path, line in zip(bad, lines, strict=True):
+        assert line.startswith(f"{path}: "), line
+        assert " — " in line, line  # "<where>: <bad value> — <what is allowed>"
+
+
+def test_validate_names_a_missing_file() -> None:
+    result = subprocess.run(
+        ["judgelab", "validate", "no/such/file.yaml"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 1
+    assert "no/such/file.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_crd_command_prints_the_checked_in_crd() -> None:
+    result = subprocess.run(["judgelab", "crd"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0
+    checked_in = (ROOT / "charts/judgelab/crds/experiments.judgelab.io.yaml").read_text()
+    assert result.stdout == checked_in
