@@ -84,9 +84,18 @@ def experiment_crd() -> dict[str, Any]:
     }
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes repeated sub-schemas out in full instead of as `&id001`/`*id001` aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render_crd_yaml() -> str:
     """The CRD as YAML with a do-not-edit header; byte-for-byte deterministic."""
-    body = yaml.safe_dump(experiment_crd(), sort_keys=True, allow_unicode=True, width=100)
+    body = yaml.dump(
+        experiment_crd(), Dumper=_NoAliasDumper, sort_keys=True, allow_unicode=True, width=100
+    )
     return HEADER + body
 
 
@@ -167,6 +176,8 @@ def _convert(node: Schema, defs: dict[str, Schema]) -> Schema:
         elif key == "additionalProperties":
             if isinstance(value, dict):
                 out[key] = _convert(value, defs)
+            elif value is True:  # a free-form map, e.g. ModelSpec.extra_body: kept on purpose
+                out["x-kubernetes-preserve-unknown-fields"] = True
             elif value is not False:
                 raise ValueError(f"additionalProperties: {value!r} is not structural")
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,6 +78,13 @@ class ModelSpec(StrictModel):
         ge=16,
         description="Override of the model's context length in tokens "
         "(default: read from the model/server).",
+    )
+
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra fields sent in every request body to an `openai` server, for "
+        "server-specific sampling switches (e.g. llama.cpp's repeat_penalty: 1.0). They can "
+        "add to the request but never override a field judgelab sets itself.",
     )
 
     @model_validator(mode="after")
