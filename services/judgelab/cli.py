@@ -73,7 +73,7 @@ def models(
 ) -> None:
     """List the built-in models and whether their de-quantized cache is ready."""
     from judgelab.engines.base import EngineError
-    from judgelab.engines.builtin import builtin_model_status, ensure_builtin
+    from judgelab.engines.builtin import builtin_status, ensure_builtin
     from judgelab.spec.model import BUILTIN_MODELS
 
     for name in BUILTIN_MODELS:
@@ -82,8 +82,12 @@ def models(
                 ensure_builtin(name)
             except EngineError as err:
                 _fail(f"{name}: {err}")
-        status = builtin_model_status(name)
-        cached = status.cached_path or "not cached (run `judgelab models --prepare`)"
+        status = builtin_status(name)
+        cached = (
+            f"{status.cached_path} ({status.cached_bytes / 2**20:.0f} MiB)"
+            if status.cached_path
+            else "not cached (run `judgelab models --prepare`)"
+        )
         typer.echo(f"builtin:{name}")
         typer.echo(f"  package: {status.package} {status.package_version or '(not installed)'}")
         typer.echo(f"  gguf:    {status.gguf_path or '-'}")
