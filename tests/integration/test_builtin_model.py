@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from judgelab.engines import ChatMessage, SamplingParams, build_engine
+from judgelab.engines import ChatMessage, SamplingParams
 from judgelab.engines.builtin import builtin_status, ensure_builtin, gguf_path
 from judgelab.engines.chat import render_prompt
 from judgelab.engines.transformers_engine import TransformersEngine
-from judgelab.spec.model import ModelSpec
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +35,6 @@ JUDGE = [
     ),
 ]
 
-
-@pytest.fixture(scope="session")
-def builtin_dir() -> Path:
-    return ensure_builtin(NAME)
-
-
-@pytest.fixture(scope="session")
-def builtin_engine(builtin_dir: Path) -> TransformersEngine:
-    engine = build_engine(ModelSpec(name=NAME, device="cpu"))
-    assert isinstance(engine, TransformersEngine)
-    return engine
 
 
 def test_cache_holds_plain_safetensors(builtin_dir: Path) -> None:

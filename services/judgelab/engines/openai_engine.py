@@ -17,11 +17,12 @@ Behaviour worth knowing:
 * ``assistant_prefix`` must be empty: chat APIs cannot portably prefill the assistant turn.
 * Token ids are not returned by OpenAI-style chat APIs: ``Generation.token_ids`` is empty,
   ``logprobs`` holds the server's per-token log-probs.
-* ``score_candidates`` reads the top-20 alternatives at the first generated position.
-  A candidate outside the top 20 gets ``-inf``: the probability mass outside the top-k is
-  not reported by the server. Candidates must be single tokens; when the server has a
-  tokenize endpoint (vLLM, llama.cpp) multi-token candidates are refused, otherwise they
-  cannot be detected and simply never match.
+* ``score_candidates`` reads the top-k alternatives (``score_top_logprobs``, default 20) at
+  the first generated position. A candidate outside the top k gets ``-inf``: the server
+  does not report the mass outside the top k, so a small k biases expected scores towards
+  the likely scores (measured by bench/engine_agreement.py). Candidates must be single
+  tokens; when the server has a tokenize endpoint (vLLM, llama.cpp) multi-token candidates
+  are refused, otherwise they cannot be detected and simply never match.
 * The sync API runs on a private event loop in a daemon thread, so it also works when
   called from code that has its own running loop (it blocks that loop meanwhile:
   async code should use the ``a``-prefixed methods).
@@ -221,6 +222,7 @@ class OpenAIEngine(Engine):
             max_retries=spec.max_retries,
             context_length=spec.context_length,
             extra_body=dict(spec.extra_body),
+            score_top_logprobs=spec.score_top_logprobs,
         )
 
     def __repr__(self) -> str:

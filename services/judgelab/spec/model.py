@@ -80,6 +80,15 @@ class ModelSpec(StrictModel):
         "(default: read from the model/server).",
     )
 
+    score_top_logprobs: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Alternatives an `openai` server is asked for at the score position. A "
+        "score token outside them counts as probability 0, which biases the expected score "
+        "towards the likely scores; ask for more where the server allows it (vLLM caps it at "
+        "its --max-logprobs, default 20; llama.cpp's server has no cap).",
+    )
     extra_body: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra fields sent in every request body to an `openai` server, for "
