@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import threading
 import weakref
@@ -47,6 +46,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from judgelab.engines import openai_wire as wire
 from judgelab.engines.base import (
     CandidateScores,
     Conversation,
@@ -55,18 +55,17 @@ from judgelab.engines.base import (
     Generation,
     SamplingParams,
 )
+from judgelab.engines.event_loop_thread import BackgroundLoop, close_client_on
+from judgelab.engines.openai_wire import JSON
 from judgelab.engines.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from judgelab.spec.model import ModelSpec
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-JSON = dict[str, Any]
 
 # The most alternatives OpenAI and vLLM (its default --max-logprobs) accept per position.
 SCORE_TOP_LOGPROBS = 20
-# vLLM writes -inf log-probs as -9999.0 (JSON has no infinity).
-_NEG_INF_STAND_IN = -9999.0
 _ENGINE_FIELDS = frozenset(
     {
         "model",
@@ -103,46 +102,6 @@ class _Session:
 
     client: httpx.AsyncClient
     semaphore: asyncio.Semaphore
-
-
-class _BackgroundLoop:
-    """A private event loop on a daemon thread where the sync API runs its coroutines."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._loop is not None
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._thread is not None and threading.current_thread() is self._thread:
-            coro.close()
-            raise EngineError("sync engine call made from the engine's own event loop")
-        return asyncio.run_coroutine_threadsafe(coro, self._start()).result()
-
-    def _start(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="openai-engine-loop", daemon=True
-                )
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 class OpenAIEngine(Engine):
@@ -183,7 +142,7 @@ class OpenAIEngine(Engine):
             weakref.WeakKeyDictionary()
         )
         self._sessions_lock = threading.Lock()
-        self._portal = _BackgroundLoop()
+        self._portal = BackgroundLoop()
         # Which server endpoints work, learnt on first use: "tokenize" | "extras" | "none".
         self._text_tokenizer: str | None = None
         self._chat_counter: str | None = None  # "tokenize" | "usage"
@@ -259,7 +218,7 @@ class OpenAIEngine(Engine):
             leftovers = list(self._sessions.items())
             self._sessions.clear()
         for loop, session in leftovers:
-            _close_client_on(loop, session.client)
+            close_client_on(loop, session.client)
 
     async def aclose(self) -> None:
         await self._drop_session()
@@ -269,7 +228,7 @@ class OpenAIEngine(Engine):
     async def agenerate(
         self, conversations: Sequence[Conversation], params: SamplingParams
     ) -> list[Generation]:
-        _reject_assistant_prefix(params.assistant_prefix)
+        wire.reject_assistant_prefix(params.assistant_prefix)
         payloads = [
             self._chat_payload(conversation, params, index)
             for index, conversation in enumerate(conversations)
@@ -281,7 +240,7 @@ class OpenAIEngine(Engine):
         payload: JSON = {
             **self.extra_body,
             "model": self.name,
-            "messages": _messages(conversation),
+            "messages": wire.messages(conversation),
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -298,9 +257,9 @@ class OpenAIEngine(Engine):
         return payload
 
     def _generation_from(self, body: JSON, want_top_logprobs: bool) -> Generation:
-        choice = _first_choice(body)
+        choice = wire.first_choice(body)
         message = choice.get("message") or {}
-        entries = _logprob_entries(choice)
+        entries = wire.logprob_entries(choice)
         text = message.get("content") or ""
         if entries is None and text and not self._warned_no_logprobs:
             self._warned_no_logprobs = True
@@ -312,10 +271,10 @@ class OpenAIEngine(Engine):
         return Generation(
             text=text,
             token_ids=[],
-            logprobs=[_logprob(entry.get("logprob")) for entry in entries],
+            logprobs=[wire.logprob(entry.get("logprob")) for entry in entries],
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            top_logprobs=[_top_logprob_dict(entry) for entry in entries]
+            top_logprobs=[wire.top_logprob_dict(entry) for entry in entries]
             if want_top_logprobs
             else [],
             reasoning=message.get("reasoning_content") or message.get("reasoning") or None,
@@ -328,18 +287,18 @@ class OpenAIEngine(Engine):
         candidates: Sequence[str],
         assistant_prefix: str = "",
     ) -> list[CandidateScores]:
-        _reject_assistant_prefix(assistant_prefix)
-        wanted = _validate_candidates(candidates)
+        wire.reject_assistant_prefix(assistant_prefix)
+        wanted = wire.validate_candidates(candidates)
         await self._refuse_multi_token(wanted)
         payloads = [self._score_payload(conversation) for conversation in conversations]
         bodies = await _gather_or_cancel(self._post_chat(p) for p in payloads)
-        return [_candidate_scores(wanted, self._first_position(body)) for body in bodies]
+        return [wire.candidate_scores(wanted, self._first_position(body)) for body in bodies]
 
     def _score_payload(self, conversation: Conversation) -> JSON:
         return {
             **self.extra_body,
             "model": self.name,
-            "messages": _messages(conversation),
+            "messages": wire.messages(conversation),
             "max_tokens": 1,
             "temperature": 0.0,
             "logprobs": True,
@@ -347,14 +306,14 @@ class OpenAIEngine(Engine):
         }
 
     def _first_position(self, body: JSON) -> list[tuple[str, float]]:
-        entries = _logprob_entries(_first_choice(body))
+        entries = wire.logprob_entries(wire.first_choice(body))
         if not entries:
             raise EngineError(
                 f"server at {self.base_url} returned no log-probs for a scoring request; "
                 "candidate scoring needs logprobs=True and top_logprobs support"
             )
         first = entries[0].get("top_logprobs") or []
-        return [(str(alt.get("token", "")), _logprob(alt.get("logprob"))) for alt in first]
+        return [(str(alt.get("token", "")), wire.logprob(alt.get("logprob"))) for alt in first]
 
     async def _refuse_multi_token(self, candidates: tuple[str, ...]) -> None:
         stripped = {c: c.strip() for c in candidates}
@@ -376,7 +335,7 @@ class OpenAIEngine(Engine):
         requested and its ``usage.prompt_tokens`` read (exact, costs one prefill);
         a server that reports no usage gets a deliberately high estimate.
         """
-        messages = _messages(conversation)
+        messages = wire.messages(conversation)
         if self._chat_counter in (None, "tokenize"):
             count = await self._tokenize_chat(messages)
             if count is not None:
@@ -390,16 +349,16 @@ class OpenAIEngine(Engine):
         if isinstance(prompt_tokens, int) and prompt_tokens > 0:
             return prompt_tokens
         log.warning("server at %s reports no usage; estimating prompt tokens", self.base_url)
-        return _estimate_prompt_tokens(messages)
+        return wire.estimate_prompt_tokens(messages)
 
     async def acontext_length(self) -> int:
         if self._context_length is not None:
             return self._context_length
         models = await self._request("GET", f"{self.base_url}/models")
-        found = _context_length_from_models(models, self.name)
+        found = wire.context_length_from_models(models, self.name)
         if found is None:
             props = await self._optional_request("GET", f"{self._root_url}/props")
-            found = _context_length_from_props(props) if props else None
+            found = wire.context_length_from_props(props) if props else None
         if found is None:
             raise EngineError(
                 f"the server at {self.base_url} does not report the context length of "
@@ -569,120 +528,3 @@ async def _gather_or_cancel(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def _close_client_on(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
-    """Close a client that belongs to another event loop, as far as that loop allows."""
-    if loop.is_closed():
-        return  # its connections died with the loop
-    if loop.is_running():
-        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-    else:
-        loop.run_until_complete(client.aclose())
-
-
-def _reject_assistant_prefix(assistant_prefix: str) -> None:
-    if assistant_prefix:
-        raise EngineError(
-            "assistant_prefix is not supported by the openai engine: chat APIs cannot portably "
-            "prefill the assistant turn; put the instruction in the prompt instead"
-        )
-
-
-def _messages(conversation: Conversation) -> list[JSON]:
-    return [{"role": message.role, "content": message.content} for message in conversation]
-
-
-def _first_choice(body: JSON) -> JSON:
-    choices = body.get("choices")
-    if not choices or not isinstance(choices[0], dict):
-        raise EngineError(f"server response has no choices: {str(body)[:200]}")
-    return choices[0]
-
-
-def _logprob_entries(choice: JSON) -> list[JSON] | None:
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list):
-        return None
-    return [entry for entry in content if isinstance(entry, dict)]
-
-
-def _logprob(value: Any) -> float:
-    if value is None or float(value) <= _NEG_INF_STAND_IN:
-        return -math.inf
-    return float(value)
-
-
-def _top_logprob_dict(entry: JSON) -> dict[str, float]:
-    merged: dict[str, float] = {}
-    for alt in entry.get("top_logprobs") or []:
-        token, value = str(alt.get("token", "")), _logprob(alt.get("logprob"))
-        merged[token] = _logaddexp(merged[token], value) if token in merged else value
-    return merged
-
-
-def _logaddexp(a: float, b: float) -> float:
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    top = max(a, b)
-    return top + math.log(math.exp(a - top) + math.exp(b - top))
-
-
-def _validate_candidates(candidates: Sequence[str]) -> tuple[str, ...]:
-    if not candidates:
-        raise ValueError("candidates must not be empty")
-    normalised: dict[str, str] = {}
-    for candidate in candidates:
-        key = candidate.strip()
-        if not key:
-            raise ValueError(f"candidate {candidate!r} is blank")
-        if key in normalised:
-            raise ValueError(
-                f"candidates {normalised[key]!r} and {candidate!r} are the same token "
-                "up to surrounding whitespace"
-            )
-        normalised[key] = candidate
-    return tuple(candidates)
-
-
-def _candidate_scores(
-    candidates: tuple[str, ...], alternatives: list[tuple[str, float]]
-) -> CandidateScores:
-    """Log-prob of each candidate: the log-sum-exp of the top-k tokens equal to it up to
-    surrounding whitespace ("5", " 5"); -inf when none is in the top-k."""
-    by_key = {candidate.strip(): candidate for candidate in candidates}
-    logprobs = dict.fromkeys(candidates, -math.inf)
-    for token, value in dict.fromkeys(alternatives):  # drop exact repeats, keep order
-        candidate = by_key.get(token.strip())
-        if candidate is not None:
-            logprobs[candidate] = _logaddexp(logprobs[candidate], value)
-    return CandidateScores(candidates=candidates, logprobs=logprobs)
-
-
-def _context_length_from_models(models: JSON, name: str) -> int | None:
-    entries = [e for e in models.get("data") or [] if isinstance(e, dict)]
-    named = [e for e in entries if e.get("id") == name] or (entries if len(entries) == 1 else [])
-    for entry in named:
-        meta = entry.get("meta")
-        meta = meta if isinstance(meta, dict) else {}
-        for value in (entry.get("max_model_len"), entry.get("context_length"), meta.get("n_ctx")):
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
-
-
-def _context_length_from_props(props: JSON) -> int | None:
-    settings = props.get("default_generation_settings")
-    nested = settings.get("n_ctx") if isinstance(settings, dict) else None
-    for value in (props.get("n_ctx"), nested):
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def _estimate_prompt_tokens(messages: list[JSON]) -> int:
-    """Over-estimate on purpose (3 bytes a token, 8 tokens of template per message)."""
-    return 8 + sum(8 + math.ceil(len(str(m["content"]).encode()) / 3) for m in messages)
