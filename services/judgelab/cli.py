@@ -32,7 +32,7 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Experiment YAML file(s) to check.")],
 ) -> None:
     """Check experiment files: one line per problem (field path, bad value, what is allowed)."""
-    from judgelab.spec.loader import SpecError, load_experiment
+    from judgelab.spec import SpecError, load_experiment
 
     failed = 0
     for path in files:

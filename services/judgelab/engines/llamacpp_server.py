@@ -95,7 +95,7 @@ def running_server(startup_timeout_s: float = 120.0) -> Iterator[str]:
 
 
 def _wait_until_healthy(
-    process: subprocess.Popen[str], base_url: str, timeout_s: float, log: IO[str]
+    process: subprocess.Popen[bytes], base_url: str, timeout_s: float, log: IO[str]
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -112,7 +112,7 @@ def _wait_until_healthy(
     raise RuntimeError(f"llama.cpp server not healthy after {timeout_s:g}s:\n{_tail(log)}")
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
