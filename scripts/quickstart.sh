@@ -5,9 +5,11 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
 judgelab validate examples/quickstart.yaml
+judgelab generate "In two sentences: what is reward hacking in RL from AI feedback?" \
+  --max-new-tokens 64
 if judgelab run --help >/dev/null 2>&1; then
   judgelab run examples/quickstart.yaml
 else
-  echo "judgelab run (the local runtime) is not built yet; the experiment is valid and the"
-  echo "built-in model is cached. Try: judgelab models"
+  echo "judgelab run (the local runtime that executes the whole study) is not built yet:"
+  echo "the experiment is valid, the built-in model is cached and answers."
 fi

@@ -95,6 +95,47 @@ def models(
 
 
 @app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    model: Annotated[str, typer.Option(help="Model name (see ModelSpec.name).")] = (
+        "builtin:smollm2-135m-instruct"
+    ),
+    engine: Annotated[str, typer.Option(help="transformers or openai.")] = "transformers",
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL (engine openai).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Sample one answer from a model: a smoke test for an engine and a model spec."""
+    from pydantic import ValidationError
+
+    from judgelab.engines import ChatMessage, EngineError, SamplingParams, build_engine
+    from judgelab.spec import ModelSpec
+
+    if not prompt.strip():
+        _fail("prompt: empty — give the user message to answer")
+    try:
+        spec = ModelSpec.model_validate({"engine": engine, "name": model, "base_url": base_url})
+    except ValidationError as err:
+        problems = [e["msg"].removeprefix("Value error, ") for e in err.errors()]
+        _fail("model: " + "; ".join(problems))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    try:
+        backend = build_engine(spec)
+        result = backend.generate([[ChatMessage("user", prompt)]], params)[0]
+    except EngineError as err:
+        _fail(f"{spec.name}: {err}")
+    typer.echo(result.text)
+    typer.echo(
+        f"[{result.completion_tokens} tokens, finish {result.finish_reason}, "
+        f"mean log-prob {sum(result.logprobs) / max(len(result.logprobs), 1):.3f}]",
+        err=True,
+    )
+
+
+@app.command()
 def version() -> None:
     """Print the judgelab version."""
     from judgelab import __version__

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from judgelab.cli import app
@@ -78,3 +79,23 @@ def test_crd_command_prints_the_checked_in_crd() -> None:
     assert result.returncode == 0
     checked_in = (ROOT / "charts/judgelab/crds/experiments.judgelab.io.yaml").read_text()
     assert result.stdout == checked_in
+
+
+def test_generate_refuses_bad_input_with_one_line() -> None:
+    empty = subprocess.run(["judgelab", "generate", "   "], capture_output=True, text=True)
+    assert empty.returncode == 1 and empty.stderr.startswith("prompt: empty")
+    no_url = subprocess.run(["judgelab", "generate", "hi", "--engine", "openai", "--model", "m"],
+                            capture_output=True, text=True)
+    assert no_url.returncode == 1
+    assert "base_url is required" in no_url.stderr and "Traceback" not in no_url.stderr
+
+
+@pytest.mark.slow
+def test_generate_answers_with_the_builtin_model() -> None:
+    result = subprocess.run(
+        ["judgelab", "generate", "Name three primary colors.", "--max-new-tokens", "24"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) >= 3
+    assert "tokens, finish" in result.stderr
