@@ -6,6 +6,7 @@ commands, never at module level: `judgelab --help` must stay well under a second
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -143,7 +144,17 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _show_progress_logs() -> None:
+    """judgelab's own INFO lines (e.g. the one-time model de-quantization) go to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("judgelab: %(message)s"))
+    logger = logging.getLogger("judgelab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main() -> None:
+    _show_progress_logs()
     app()
 
 
