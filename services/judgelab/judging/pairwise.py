@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from judgelab.engines.base import CandidateScores, ChatMessage, Engine, EngineError, Generation
-from judgelab.judging.config import JudgeConfig
+from judgelab.engines.base import CandidateScores, ChatMessage, EngineError, Generation
 from judgelab.judging.engine_calls import generate_verdicts, score_with_tokens
+from judgelab.judging.judge_base import JudgeBase
 from judgelab.judging.logprobs import verdict_probabilities
 from judgelab.judging.parsing import PREFERENCE_OPTIONS, parse_preference
 from judgelab.judging.pointwise import join_reasoning
-from judgelab.judging.prompting import JudgePrompt, assistant_prefix
+from judgelab.judging.prompting import assistant_prefix
 from judgelab.judging.results import (
     GroupJudgement,
     InvalidReason,
@@ -35,7 +35,6 @@ from judgelab.judging.results import (
     Verdict,
 )
 from judgelab.judging.samples import Pair, Prompt, prompt_text, reference_text
-from judgelab.judging.templates import Template
 
 BOTH_ORDERS: tuple[Order, ...] = ("AB", "BA")
 
@@ -50,23 +49,10 @@ class Group:
     id: str = "group"
 
 
-class PairwiseJudge:
+class PairwiseJudge(JudgeBase):
     """Compares pairs with one engine, config and template (default: the config's)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        config: JudgeConfig,
-        template: Template | None = None,
-        rubric: Template | None = None,
-        count_prompt_tokens: bool = True,
-    ) -> None:
-        if config.protocol != "pairwise":
-            raise ValueError(f"judge {config.name!r} is {config.protocol}, not pairwise")
-        self.engine = engine
-        self.config = config
-        self.prompt = JudgePrompt(config, template, rubric)
-        self.count_prompt_tokens = count_prompt_tokens
+    protocol = "pairwise"
 
     def judge(self, pairs: Sequence[Pair], both_orders: bool = True) -> list[PairwiseJudgement]:
         orders = BOTH_ORDERS if both_orders else BOTH_ORDERS[:1]

@@ -17,37 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from judgelab.engines.base import CandidateScores, ChatMessage, Engine, EngineError, Generation
-from judgelab.judging.config import JudgeConfig
+from judgelab.engines.base import CandidateScores, ChatMessage, EngineError, Generation
 from judgelab.judging.engine_calls import generate_verdicts, score_with_tokens
+from judgelab.judging.judge_base import JudgeBase
 from judgelab.judging.logprobs import verdict_probabilities
 from judgelab.judging.parsing import Parsed, parse_score
-from judgelab.judging.prompting import JudgePrompt, assistant_prefix
+from judgelab.judging.prompting import assistant_prefix
 from judgelab.judging.results import InvalidReason, PointwiseJudgement
 from judgelab.judging.samples import Sample, prompt_text, reference_text
-from judgelab.judging.templates import Template
 
 Distribution = tuple[tuple[int, float], ...]
 
 
-class PointwiseJudge:
+class PointwiseJudge(JudgeBase):
     """Scores samples with one engine, config and template (default: the config's)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        config: JudgeConfig,
-        template: Template | None = None,
-        rubric: Template | None = None,
-        count_prompt_tokens: bool = True,
-    ) -> None:
-        if config.protocol != "pointwise":
-            raise ValueError(f"judge {config.name!r} is {config.protocol}, not pointwise")
-        self.engine = engine
-        self.config = config
-        self.prompt = JudgePrompt(config, template, rubric)
-        # Off for servers where counting costs a request (non-reasoning judges only).
-        self.count_prompt_tokens = count_prompt_tokens
+    protocol = "pointwise"
 
     def judge(self, samples: Sequence[Sample]) -> list[PointwiseJudgement]:
         conversations = [self._conversation(sample) for sample in samples]
