@@ -26,8 +26,26 @@ class Stamp:
     config_hash: str
 
 
+class Stamped:
+    """The stamp's fields, readable on the judgement itself (as the proto carries them)."""
+
+    stamp: Stamp
+
+    @property
+    def template_id(self) -> str:
+        return self.stamp.template_id
+
+    @property
+    def template_hash(self) -> str:
+        return self.stamp.template_hash
+
+    @property
+    def config_hash(self) -> str:
+        return self.stamp.config_hash
+
+
 @dataclass(frozen=True)
-class PointwiseJudgement:
+class PointwiseJudgement(Stamped):
     """One score. ``expected`` = sum(value * prob) over ``distribution`` (ascending values);
     ``argmax`` is the most probable value, or the parsed value for reasoning judges.
     Invalid: expected 0, argmax 0, empty distribution, mass 0."""
@@ -46,18 +64,6 @@ class PointwiseJudgement:
     latency_s: float
     detail: str = ""
 
-    @property
-    def template_id(self) -> str:
-        return self.stamp.template_id
-
-    @property
-    def template_hash(self) -> str:
-        return self.stamp.template_hash
-
-    @property
-    def config_hash(self) -> str:
-        return self.stamp.config_hash
-
 
 @dataclass(frozen=True)
 class PairwiseOrderJudgement:
@@ -75,7 +81,7 @@ class PairwiseOrderJudgement:
 
 
 @dataclass(frozen=True)
-class PairwiseJudgement:
+class PairwiseJudgement(Stamped):
     """A pair over one or both orders. ``p_a_preferred`` is the mean over the valid orders
     (0.5 when none is valid); ``position_consistent`` is true when every valid order gives the
     same verdict (false when none is valid)."""
@@ -98,18 +104,6 @@ class PairwiseJudgement:
     @property
     def completion_tokens(self) -> int:
         return sum(order.completion_tokens for order in self.orders)
-
-    @property
-    def template_id(self) -> str:
-        return self.stamp.template_id
-
-    @property
-    def template_hash(self) -> str:
-        return self.stamp.template_hash
-
-    @property
-    def config_hash(self) -> str:
-        return self.stamp.config_hash
 
 
 @dataclass(frozen=True)
