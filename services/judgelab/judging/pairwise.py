@@ -57,7 +57,7 @@ class PairwiseJudge(JudgeBase):
     def judge(self, pairs: Sequence[Pair], both_orders: bool = True) -> list[PairwiseJudgement]:
         orders = BOTH_ORDERS if both_orders else BOTH_ORDERS[:1]
         jobs = [(pair, order) for pair in pairs for order in orders]
-        conversations = [self._conversation(pair, order) for pair, order in jobs]
+        conversations = [self.conversation(pair, order) for pair, order in jobs]
         if not jobs:
             return []
         if self.config.reasoning:
@@ -72,31 +72,11 @@ class PairwiseJudge(JudgeBase):
 
     def judge_groups(self, groups: Sequence[Group]) -> list[GroupJudgement]:
         """Every group's win rates, all groups' comparisons in one batched call."""
-        index: list[list[tuple[int, int]]] = []
-        pairs: list[Pair] = []
-        for group in groups:
-            if len(group.responses) < 2:
-                raise ValueError(f"group {group.id!r}: win rates need at least 2 responses")
-            ij = [
-                (i, j)
-                for i in range(len(group.responses))
-                for j in range(i + 1, len(group.responses))
-            ]
-            index.append(ij)
-            pairs.extend(
-                Pair(
-                    f"{group.id}:{i}-{j}",
-                    group.prompt,
-                    group.responses[i],
-                    group.responses[j],
-                    group.reference,
-                )
-                for i, j in ij
-            )
-        judged = iter(self.judge(pairs))
+        planned = [group_pairs(group) for group in groups]
+        judged = iter(self.judge([pair for pairs, _ in planned for pair in pairs]))
         return [
-            _win_rates(len(group.responses), ij, judged)
-            for group, ij in zip(groups, index, strict=True)
+            win_rates(len(group.responses), ij, judged)
+            for group, (_, ij) in zip(groups, planned, strict=True)
         ]
 
     def group_win_rates(
@@ -106,7 +86,7 @@ class PairwiseJudge(JudgeBase):
         (group,) = self.judge_groups([Group(prompt, responses, reference)])
         return list(group.win_rates)
 
-    def _conversation(self, pair: Pair, order: Order) -> list[ChatMessage]:
+    def conversation(self, pair: Pair, order: Order) -> list[ChatMessage]:
         first, second = (
             (pair.response_a, pair.response_b)
             if order == "AB"
@@ -236,7 +216,21 @@ def _slot_of_a(order: Order) -> str:
     return "A" if order == "AB" else "B"
 
 
-def _win_rates(
+def group_pairs(group: Group) -> tuple[list[Pair], list[tuple[int, int]]]:
+    """The G(G-1)/2 pairs of a group (response i as A, j as B, i < j) and their (i, j)."""
+    if len(group.responses) < 2:
+        raise ValueError(f"group {group.id!r}: win rates need at least 2 responses")
+    n = len(group.responses)
+    ij = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    pairs = [
+        Pair(f"{group.id}:{i}-{j}", group.prompt, group.responses[i], group.responses[j],
+             group.reference)
+        for i, j in ij
+    ]
+    return pairs, ij
+
+
+def win_rates(
     size: int, pairs: list[tuple[int, int]], judged: Iterator[PairwiseJudgement]
 ) -> GroupJudgement:
     """Win rates of ``size`` responses from the next judgements, one per (i, j) in ``pairs``;

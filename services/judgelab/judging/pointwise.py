@@ -35,14 +35,14 @@ class PointwiseJudge(JudgeBase):
     protocol = "pointwise"
 
     def judge(self, samples: Sequence[Sample]) -> list[PointwiseJudgement]:
-        conversations = [self._conversation(sample) for sample in samples]
+        conversations = [self.conversation(sample) for sample in samples]
         if not samples:
             return []
         if self.config.reasoning:
             return self._judge_reasoning(samples, conversations)
         return self._judge_direct(samples, conversations)
 
-    def _conversation(self, sample: Sample) -> list[ChatMessage]:
+    def conversation(self, sample: Sample) -> list[ChatMessage]:
         reference = reference_text(sample.id, sample.reference, self.config.reference_guided)
         return self.prompt.render(
             {

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from judgelab.serving.interceptor import ErrorInterceptor
+from judgelab.serving.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,14 @@ class GrpcServer:
     port: int = 0  # 0: the OS picks a free port; read it from .port after start()
     max_workers: int = 16
     interceptors: Sequence[grpc.ServerInterceptor] = ()
+    metrics: ServiceMetrics | None = None  # requests counted by method and code
     _server: grpc.Server | None = field(default=None, init=False, repr=False)
     _health: health.HealthServicer | None = field(default=None, init=False, repr=False)
 
     def start(self) -> GrpcServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.max_workers),
-            interceptors=[ErrorInterceptor(), *self.interceptors],
+            interceptors=[ErrorInterceptor(self.metrics), *self.interceptors],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
         )

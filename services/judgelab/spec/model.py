@@ -73,6 +73,21 @@ class ModelSpec(StrictModel):
         le=1024,
         description="Most sequences the `transformers` backend runs in one batch.",
     )
+    max_batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="How long a judge waits for more requests to fill a batch once one is "
+        "queued. 0: never wait (batches still fill while the model is busy); raise it when "
+        "clients send the items of a group one request at a time.",
+    )
+    max_queue: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Most items queued per judge; beyond it requests get RESOURCE_EXHAUSTED "
+        "with a retry-after hint (back-pressure instead of unbounded memory).",
+    )
     context_length: int | None = Field(
         default=None,
         ge=16,
