@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -134,6 +135,49 @@ def generate(
         f"mean log-prob {sum(result.logprobs) / max(len(result.logprobs), 1):.3f}]",
         err=True,
     )
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="judge-pool or gold-annotator.")],
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 in a pod).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="gRPC port; 0: any free one.")] = 0,
+    metrics_port: Annotated[
+        int, typer.Option(min=-1, max=65535, help="/metrics port; 0: any free one; -1: off.")
+    ] = 0,
+    judge: Annotated[
+        list[str] | None, typer.Option(help="Serve only this judge (repeatable; judge-pool).")
+    ] = None,
+    grace_s: Annotated[float, typer.Option(min=0, help="Seconds to finish in-flight work.")] = 30,
+) -> None:
+    """Run a judgelab service until SIGTERM; prints one JSON line with its ports once ready."""
+    from judgelab.spec import SpecError, load_experiment
+
+    if service not in SERVICES:
+        _fail(f"service: {service!r} — must be one of {', '.join(SERVICES)}")
+    try:
+        spec = load_experiment(experiment)
+    except SpecError as err:
+        _fail(str(err))
+    options = {"host": host, "port": port, "grace_s": grace_s,
+               "metrics_port": None if metrics_port < 0 else metrics_port}
+    try:
+        SERVICES[service](spec, options, judge)
+    except (ValueError, OSError) as err:
+        _fail(f"{service}: {err}")
+
+
+def _serve_judge_pool(spec: Any, options: dict[str, Any], judges: list[str] | None) -> None:
+    from judgelab.judge_pool.main import ServeOptions, serve_judge_pool
+
+    chosen = frozenset(judges) if judges else None
+    serve_judge_pool(spec, ServeOptions(**options, judges=chosen))
+
+
+SERVICES: dict[str, Callable[[Any, dict[str, Any], list[str] | None], None]] = {
+    "judge-pool": _serve_judge_pool,
+}
 
 
 @app.command()

@@ -37,6 +37,11 @@ def build_judge_pool(
         from judgelab.engines import build_engine
 
         engine_factory = build_engine
+    names = {spec.name for spec in experiment.spec.judges}
+    unknown = sorted((only or set()) - names)
+    if unknown:
+        known = ", ".join(sorted(names))
+        raise ValueError(f"no judge named {', '.join(unknown)} (judges: {known})")
     pool = JudgePool(metrics=metrics)
     engines: dict[str, Engine] = {}
     for spec in experiment.spec.judges:
