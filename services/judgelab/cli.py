@@ -150,8 +150,14 @@ def serve(
         list[str] | None, typer.Option(help="Serve only this judge (repeatable; judge-pool).")
     ] = None,
     grace_s: Annotated[float, typer.Option(min=0, help="Seconds to finish in-flight work.")] = 30,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(envvar="REDIS_URL", help="Also consume the experiment's Redis streams "
+                     "(default: spec.runtime.redis_url; unset: gRPC only)."),
+    ] = None,
 ) -> None:
     """Run a judgelab service until SIGTERM; prints one JSON line with its ports once ready."""
+    from judgelab.queues import RedisUnavailable
     from judgelab.spec import SpecError, load_experiment
 
     if service not in SERVICES:
@@ -161,10 +167,11 @@ def serve(
     except SpecError as err:
         _fail(str(err))
     options = {"host": host, "port": port, "grace_s": grace_s,
-               "metrics_port": None if metrics_port < 0 else metrics_port}
+               "metrics_port": None if metrics_port < 0 else metrics_port,
+               "redis_url": redis_url or spec.spec.runtime.redis_url}
     try:
         SERVICES[service](spec, options, judge)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, RedisUnavailable) as err:
         _fail(f"{service}: {err}")
 
 

@@ -16,8 +16,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.redis_server import RedisServer
 
 from judgelab.api.v1 import common_pb2, judge_pool_pb2, judge_pool_pb2_grpc
+from judgelab.engines.base import ChatMessage
+from judgelab.queues import connect
+from judgelab.queues.messages import Rollout, RolloutGroup, ScoredGroup
+from judgelab.queues.names import StreamNames
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +41,12 @@ def _request(n: int) -> judge_pool_pb2.ScoreRequest:
 
 
 @pytest.fixture(scope="module")
-def served(builtin_dir: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
+def served(
+    builtin_dir: Path, redis_server: RedisServer
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "judgelab.cli", "serve", "judge-pool", str(QUICKSTART),
-         "--judge", "plain", "--grace-s", "60"],
+         "--judge", "plain", "--grace-s", "60", "--redis-url", redis_server.url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert process.stdout is not None
@@ -59,6 +66,28 @@ def test_announces_ports_and_judges(
     _, announced = served
     assert announced["service"] == "judge-pool" and announced["judges"] == ["plain"]
     assert str(announced["grpc"]).startswith("127.0.0.1:")
+    assert announced["streams"] == ["jl:quickstart:rollouts:plain"]
+
+
+def test_scores_rollout_groups_from_redis(
+    served: tuple[subprocess.Popen[str], dict[str, object]], redis_server: RedisServer
+) -> None:
+    client = connect(redis_server.url)
+    names = StreamNames("quickstart")
+    group = RolloutGroup(
+        group_id="g1", arm="plain", judge="plain", prompt_id="p1",
+        prompt=[ChatMessage("user", "What is the capital of France?")], reference=None,
+        policy_version=0, rollouts=[Rollout("r0", "Paris."), Rollout("r1", "London.")],
+    )
+    client.xadd(names.rollouts("plain"), group.to_fields())
+    until = time.monotonic() + 120
+    while not client.xlen(names.scored("plain")):
+        assert time.monotonic() < until, "no scored group within 120 s"
+        time.sleep(0.2)
+    ((_, fields),) = client.xrange(names.scored("plain"))
+    scored = ScoredGroup.from_fields(fields)
+    assert scored.rollout_ids == ["r0", "r1"] and all(scored.valid)
+    assert all(0 <= reward <= 9 for reward in scored.rewards)
 
 
 def test_scores_reports_health_and_metrics(

@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from judgelab.judge_pool.pool import JudgePool
 from judgelab.judge_pool.server import build_judge_pool, start_judge_pool_server
-from judgelab.serving.lifecycle import announce, run_until_signalled
+from judgelab.judge_pool.worker import RolloutScorer
+from judgelab.queues import Consumer, connect
+from judgelab.queues.names import StreamNames
+from judgelab.serving.lifecycle import WorkerThreads, announce, consumer_name, run_until_signalled
 from judgelab.serving.metrics import ServiceMetrics
+from judgelab.serving.stream_worker import StreamWorker
 from judgelab.spec.experiment import Experiment
 
 log = logging.getLogger(__name__)
 
 SERVICE = "judge-pool"
+CONSUMER_GROUP = "judge-pool"
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class ServeOptions:
     metrics_port: int | None = 0  # None: no /metrics endpoint
     judges: frozenset[str] | None = None  # None: every judge of the experiment
     grace_s: float = 30.0
+    redis_url: str | None = None  # set: also consume the arms' rollout streams
 
 
 def serve_judge_pool(experiment: Experiment, options: ServeOptions) -> None:
@@ -33,6 +40,26 @@ def serve_judge_pool(experiment: Experiment, options: ServeOptions) -> None:
         metrics.serve_http(options.metrics_port, options.host)
         if options.metrics_port is not None else None
     )
+    workers = start_workers(experiment, pool, options.redis_url, metrics)
     announce({"service": SERVICE, "grpc": server.address, "metrics": metrics_port,
-              "judges": [j.name for j in pool.judges]})
-    run_until_signalled([lambda: server.stop(options.grace_s), pool.close])
+              "judges": [j.name for j in pool.judges], "streams": workers.streams})
+    run_until_signalled([workers.stop, lambda: server.stop(options.grace_s), pool.close])
+
+
+def start_workers(
+    experiment: Experiment, pool: JudgePool, redis_url: str | None, metrics: ServiceMetrics
+) -> WorkerThreads:
+    """One stream worker per arm whose judge this pool serves (none without Redis)."""
+    threads = WorkerThreads()
+    if redis_url is None:
+        return threads
+    client = connect(redis_url)
+    names = StreamNames(experiment.metadata.name)
+    served = {entry.name for entry in pool.judges}
+    for arm in experiment.spec.arms:
+        if arm.judge not in served:
+            continue
+        consumer = Consumer(client, names.rollouts(arm.name), CONSUMER_GROUP, consumer_name())
+        threads.start(StreamWorker(consumer, RolloutScorer(pool, names, {arm.judge}),
+                                   metrics=metrics))
+    return threads

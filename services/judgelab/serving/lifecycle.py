@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +39,29 @@ def run_until_signalled(stops: Sequence[Callable[[], None]]) -> None:
     for stop in stops:
         stop()
     log.info("stopped cleanly")
+
+
+def consumer_name() -> str:
+    """Unique per process and stable for its life: host name and pid."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerThreads:
+    """Stream workers on threads; ``stop`` lets each finish the batch it holds."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.streams: list[str] = []
+
+    def start(self, worker: Any) -> None:
+        thread = threading.Thread(target=worker.run, args=(self._stop,), daemon=True,
+                                  name=f"worker-{worker.consumer.stream}")
+        thread.start()
+        self._threads.append(thread)
+        self.streams.append(worker.consumer.stream)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()

@@ -60,6 +60,20 @@ class ServiceMetrics:
                                             "Time spent waiting on the rate limit.", base,
                                             registry=r)
 
+        stream = [*base, "stream"]
+        self.stream_lag = Gauge("judgelab_stream_lag_messages",
+                                "Entries on a stream not yet delivered to this group.", stream,
+                                registry=r)
+        self.stream_pending = Gauge("judgelab_stream_pending_messages",
+                                    "Entries delivered to this group and not yet acknowledged.",
+                                    stream, registry=r)
+        self.reclaimed = Counter("judgelab_reclaimed_messages",
+                                 "Entries taken over from a consumer that went idle.", stream,
+                                 registry=r)
+        self.dead_lettered = Counter("judgelab_dead_lettered_messages",
+                                     "Entries moved to the dead-letter stream.", stream,
+                                     registry=r)
+
     def labels(self, **extra: str) -> dict[str, str]:
         return {"experiment": self.experiment, "service": self.service, **extra}
 

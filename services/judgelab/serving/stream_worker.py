@@ -1,0 +1,134 @@
+"""The Redis-stream mode of a service: read work, submit it all, complete each atomically.
+
+Every message of one read is submitted before any is awaited, so the service's micro-batcher
+sees them together (the G rollouts of several groups batch into one model call). A result is
+written and the message acknowledged in one transaction (``Consumer.complete``), keyed by the
+message's own id so a redelivered message is never judged twice. What happens on failure:
+
+* malformed message, or one the service refuses (unknown judge, too long): dead-lettered
+  at once with the reason — retrying cannot help;
+* overload or an error while judging: left pending; the consumer group redelivers it after
+  its idle timeout and dead-letters it after ``max_deliveries``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from judgelab.queues.codec import BadMessage
+from judgelab.queues.consumer import Consumer, Delivery, Output
+from judgelab.serving.errors import FailedPrecondition, InvalidArgument, NotFound
+from judgelab.serving.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+M_contra = TypeVar("M_contra", contravariant=True)
+#: Blocks until the work is done; returns what to write (stream, fields) on completion.
+Finish = Callable[[], Sequence[Output]]
+REFUSED = (BadMessage, InvalidArgument, FailedPrecondition, NotFound)
+
+
+class StreamHandler(Protocol[M]):
+    def parse(self, delivery: Delivery) -> tuple[str, M]:
+        """The message's idempotency id and content; raises BadMessage if malformed."""
+
+    def submit(self, message: M) -> Finish:
+        """Start the work (non-blocking); raises a ServiceError if the service refuses it."""
+
+
+@dataclass
+class _Job(Generic[M]):
+    delivery: Delivery
+    processed_id: str
+    finish: Finish
+
+
+class StreamWorker(Generic[M]):
+    """Consumes one stream with ``handler`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        handler: StreamHandler[M],
+        *,
+        count: int = 16,
+        block_ms: int = 1000,
+        metrics: ServiceMetrics | None = None,
+        stats_every_s: float = 5.0,
+    ) -> None:
+        self.consumer = consumer
+        self.handler = handler
+        self.count = count
+        self.block_ms = block_ms
+        self.metrics = metrics
+        self.stats_every_s = stats_every_s
+        self.failed_total = 0
+        self._stats_at = 0.0
+        self._exported = (0, 0)  # reclaimed, dead-lettered already added to the counters
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("consuming %s as %s/%s", self.consumer.stream, self.consumer.group,
+                 self.consumer.consumer)
+        while not stop.is_set():
+            self.step()
+
+    def step(self) -> int:
+        """One read and its work; returns how many messages were read."""
+        deliveries = self.consumer.read(self.count, self.block_ms)
+        jobs = [job for job in map(self._start, deliveries) if job is not None]
+        for job in jobs:
+            self._finish(job)
+        self._export_stats()
+        return len(deliveries)
+
+    # -- internals --------------------------------------------------------------------
+    def _start(self, delivery: Delivery) -> _Job[M] | None:
+        try:
+            processed_id, message = self.handler.parse(delivery)
+            if self.consumer.already_done(processed_id):
+                self.consumer.skip(delivery)
+                return None
+            return _Job(delivery, processed_id, self.handler.submit(message))
+        except REFUSED as error:
+            log.warning("dead-lettering %s: %s", delivery.id, error)
+            self.consumer.reject(delivery, str(error))
+            return None
+        except Exception as error:  # noqa: BLE001 - left pending: redelivered after idle
+            self._failed(delivery, error)
+            return None
+
+    def _finish(self, job: _Job[M]) -> None:
+        try:
+            outputs = job.finish()
+        except REFUSED as error:
+            self.consumer.reject(job.delivery, str(error))
+            return
+        except Exception as error:  # noqa: BLE001
+            self._failed(job.delivery, error)
+            return
+        self.consumer.complete(job.delivery, outputs, job.processed_id)
+
+    def _failed(self, delivery: Delivery, error: Exception) -> None:
+        self.failed_total += 1
+        log.warning("left %s pending for redelivery (delivery %d): %s", delivery.id,
+                    delivery.deliveries, error)
+
+    def _export_stats(self) -> None:
+        now = time.monotonic()
+        if self.metrics is None or now - self._stats_at < self.stats_every_s:
+            return
+        self._stats_at = now
+        stats = self.consumer.stats()
+        labels = self.metrics.labels(stream=stats.stream)
+        self.metrics.stream_lag.labels(**labels).set(stats.lag)
+        self.metrics.stream_pending.labels(**labels).set(stats.pending)
+        reclaimed, dead = self._exported
+        self.metrics.reclaimed.labels(**labels).inc(stats.reclaimed_total - reclaimed)
+        self.metrics.dead_lettered.labels(**labels).inc(stats.dead_lettered_total - dead)
+        self._exported = (stats.reclaimed_total, stats.dead_lettered_total)
