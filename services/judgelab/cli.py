@@ -182,8 +182,17 @@ def _serve_judge_pool(spec: Any, options: dict[str, Any], judges: list[str] | No
     serve_judge_pool(spec, ServeOptions(**options, judges=chosen))
 
 
+def _serve_gold_annotator(spec: Any, options: dict[str, Any], judges: list[str] | None) -> None:
+    from judgelab.annotator.main import ServeOptions, serve_gold_annotator
+
+    if judges:
+        raise ValueError("--judge is for the judge pool; the gold annotator serves the gold judge")
+    serve_gold_annotator(spec, ServeOptions(**options))
+
+
 SERVICES: dict[str, Callable[[Any, dict[str, Any], list[str] | None], None]] = {
     "judge-pool": _serve_judge_pool,
+    "gold-annotator": _serve_gold_annotator,
 }
 
 

@@ -234,3 +234,14 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
         if time.monotonic() > until:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def test_a_call_without_deadline_waits_for_its_result() -> None:
+    engine = GatedEngine()
+    engine.gate.clear()
+    with running(constant_pool(engine)) as svc, ThreadPoolExecutor(1) as threads:
+        call = threads.submit(svc.stub.Score, score_request(n=2))  # no timeout: no deadline
+        assert engine.entered.wait(5)
+        time.sleep(0.2)
+        engine.gate.set()
+        assert len(call.result(timeout=10).scores) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -18,6 +17,7 @@ from judgelab.serving.convert import (
     samples_from_proto,
     score_to_proto,
 )
+from judgelab.serving.deadline import request_deadline
 from judgelab.serving.errors import invalid
 
 PROTOCOLS = {"pointwise": common_pb2.PROTOCOL_POINTWISE, "pairwise": common_pb2.PROTOCOL_PAIRWISE}
@@ -80,12 +80,6 @@ def judge_info(entry: PoolJudge) -> judge_pool_pb2.JudgeInfo:
             mean_latency=duration(stats.mean_latency_s),
         ),
     )
-
-
-def request_deadline(context: grpc.ServicerContext) -> float | None:
-    """The caller's deadline on this process's monotonic clock (None: the caller set none)."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 def cancel_when_gone(context: grpc.ServicerContext, pending: Sequence[Future[Any]]) -> None:
