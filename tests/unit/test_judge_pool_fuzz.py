@@ -43,6 +43,20 @@ def samples(draw: st.DrawFn) -> common_pb2.Sample:
     return sample
 
 
+words = st.text(alphabet=st.characters(exclude_categories=("Cs", "Cc")), min_size=1,
+                max_size=40).filter(str.strip)
+
+
+@st.composite
+def valid_samples(draw: st.DrawFn) -> list[common_pb2.Sample]:
+    """Well-formed samples with random content: these must be judged (status OK)."""
+    n = draw(st.integers(1, 4))
+    return [common_pb2.Sample(
+        id=f"v{i}", response=draw(words),
+        prompt=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=draw(words))])
+        for i in range(n)]
+
+
 @st.composite
 def pairs(draw: st.DrawFn) -> judge_pool_pb2.Pair:
     return judge_pool_pb2.Pair(id=draw(st.sampled_from(["p", "q"]) | text),
@@ -78,7 +92,8 @@ def _call(method: object, request: object) -> None:
 
 
 @FUZZ
-@given(judge=judge_names, items=st.lists(samples(), max_size=5))
+@given(judge=judge_names | st.just("plain"),
+       items=st.lists(samples(), max_size=5) | valid_samples())
 def test_random_score_requests(fuzzed: Running, judge: str, items: list[common_pb2.Sample]) -> None:
     _call(fuzzed.stub.Score, judge_pool_pb2.ScoreRequest(judge=judge, samples=items))
 
