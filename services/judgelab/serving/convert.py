@@ -8,6 +8,7 @@ Judge-specific checks (reference needed, context length) belong to the judge poo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -85,28 +86,19 @@ def prompt_from_proto(messages: Sequence[common_pb2.ChatMessage], field: str) ->
 def score_to_proto(j: PointwiseJudgement) -> common_pb2.Score:
     return common_pb2.Score(
         sample_id=j.sample_id,
-        judge=j.stamp.judge,
         expected_score=j.expected,
         argmax_score=j.argmax,
         distribution=[common_pb2.ScoreProbability(value=v, probability=p)
                       for v, p in j.distribution],
         score_mass=j.mass,
         reasoning=j.reasoning,
-        valid=j.valid,
-        invalid_reason=j.invalid_reason or "",
-        template_id=j.template_id,
-        template_hash=j.template_hash,
-        judge_config_hash=j.config_hash,
-        latency=duration(j.latency_s),
-        tokens_in=j.prompt_tokens,
-        tokens_out=j.completion_tokens,
+        **_stamped_fields(j),
     )
 
 
 def pairwise_to_proto(j: PairwiseJudgement) -> common_pb2.PairwiseResult:
     return common_pb2.PairwiseResult(
         pair_id=j.pair_id,
-        judge=j.stamp.judge,
         prob_a_preferred=j.p_a_preferred,
         preferred=_preference(j.preferred),
         orders=[
@@ -123,15 +115,23 @@ def pairwise_to_proto(j: PairwiseJudgement) -> common_pb2.PairwiseResult:
             for o in j.orders
         ],
         position_consistent=j.position_consistent,
-        valid=j.valid,
-        invalid_reason=j.invalid_reason or "",
-        template_id=j.template_id,
-        template_hash=j.template_hash,
-        judge_config_hash=j.config_hash,
-        latency=duration(j.latency_s),
-        tokens_in=j.prompt_tokens,
-        tokens_out=j.completion_tokens,
+        **_stamped_fields(j),
     )
+
+
+def _stamped_fields(j: PointwiseJudgement | PairwiseJudgement) -> dict[str, Any]:
+    """The fields Score and PairwiseResult share: judge, validity, stamp, cost."""
+    return {
+        "judge": j.stamp.judge,
+        "valid": j.valid,
+        "invalid_reason": j.invalid_reason or "",
+        "template_id": j.template_id,
+        "template_hash": j.template_hash,
+        "judge_config_hash": j.config_hash,
+        "latency": duration(j.latency_s),
+        "tokens_in": j.prompt_tokens,
+        "tokens_out": j.completion_tokens,
+    }
 
 
 def duration(seconds: float) -> Duration:
