@@ -113,6 +113,24 @@ def test_bad_messages_and_unknown_judges_are_dead_lettered(
     assert len(reasons) == 2 and "nobody" in reasons[1]
 
 
+def test_a_rollout_too_long_for_the_judge_is_invalid_and_the_rest_of_its_group_is_scored(
+    client: redis.Redis, pool: JudgePool
+) -> None:
+    worker = _worker(client, pool)
+    group = _group("long")
+    group.rollouts[2] = Rollout("long-r2", "word " * 9000)
+    client.xadd(ROLLOUTS, group.to_fields())
+    while worker.step():
+        pass
+    (scored,) = _scored(client)
+    assert scored.valid == [True, True, False, True]
+    assert scored.rewards[2] == 0.0 and all(6.0 < r < 7.0 for i, r in enumerate(scored.rewards)
+                                             if i != 2)
+    assert scored.judgements[2]["invalid_reason"] == "too_long"
+    assert "8192 context" in scored.judgements[2]["detail"]
+    assert client.xlen(NAMES.dead_letter(ROLLOUTS)) == 0
+
+
 def test_a_crashed_workers_groups_are_taken_over(client: redis.Redis, pool: JudgePool) -> None:
     crashed = Consumer(client, ROLLOUTS, "judges", "crashed", claim_idle_ms=50)
     for k in range(2):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -162,21 +162,34 @@ class JudgePool:
         assert isinstance(item, Pair)
         return judge.conversation(item, "AB")
 
+    def oversized(self, name: str, samples: Sequence[Sample]) -> dict[int, str]:
+        """Index -> why, for each sample whose judge prompt does not fit judge ``name``."""
+        entry = self.get(name)
+        judge = entry.judge
+        if not isinstance(judge, PointwiseJudge):
+            raise _wrong_protocol(name, "pairwise", "ScorePairwise")
+        conversations = [self._checked(judge, "samples", i, s) for i, s in enumerate(samples)]
+        return dict(self._too_long(entry, conversations))
+
     def _check_lengths(
         self, entry: PoolJudge, conversations: list[list[ChatMessage]], field: str,
         text_field: str,
     ) -> None:
+        for i, why in self._too_long(entry, conversations):
+            raise invalid(f"{field}[{i}].{text_field}", "TOO_LONG", why)
+
+    def _too_long(
+        self, entry: PoolJudge, conversations: list[list[ChatMessage]]
+    ) -> Iterator[tuple[int, str]]:
         engine = entry.judge.engine
         room = engine.context_length - _completion_tokens(entry.judge)
         for i, conversation in enumerate(conversations):
             tokens = engine.count_tokens(conversation)
             if tokens > room:
-                raise invalid(
-                    f"{field}[{i}].{text_field}",
-                    "TOO_LONG",
+                yield i, (
                     f"the judge prompt is {tokens} tokens; judge {entry.name!r} has room for "
                     f"{room} ({engine.context_length} context minus its answer); shorten the "
-                    "prompt or response",
+                    "prompt or response"
                 )
 
     def _pointwise_runner(

@@ -44,11 +44,21 @@ class RolloutScorer:
         return self._pairwise(group)
 
     def _pointwise(self, group: RolloutGroup) -> Finish:
+        """A rollout too long for the judge's context is an invalid judgement (reward 0) and
+        the rest of its group is scored: one runaway completion must not lose the group."""
+        judge = self.pool.get(group.judge).judge
+        assert isinstance(judge, PointwiseJudge)
         samples = [Sample(r.id, group.prompt, r.text, group.reference) for r in group.rollouts]
-        pending = self.pool.submit_score(group.judge, samples)
+        oversized = self.pool.oversized(group.judge, samples)
+        fitting = [s for i, s in enumerate(samples) if i not in oversized]
+        pending = self.pool.submit_score(group.judge, fitting) if fitting else []
 
         def finish() -> Sequence[Output]:
-            judged = gather(pending, None)
+            scored = iter(gather(pending, None))
+            judged = [
+                judge.too_long(s.id, oversized[i]) if i in oversized else next(scored)
+                for i, s in enumerate(samples)
+            ]
             return self._scored(group, [j.expected for j in judged], judged)
 
         return finish

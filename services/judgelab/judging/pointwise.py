@@ -165,6 +165,10 @@ class PointwiseJudge(JudgeBase):
             latency_s=latency,
         )
 
+    def too_long(self, sample_id: str, detail: str) -> PointwiseJudgement:
+        """The judgement of a sample whose judge prompt does not fit the context (not run)."""
+        return self._invalid(sample_id, "too_long", "", 0.0, detail=detail)
+
     def _invalid(
         self,
         sample_id: str,

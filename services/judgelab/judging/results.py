@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-InvalidReason = Literal["unparseable", "out_of_range", "truncated", "empty_output", "engine_error"]
+InvalidReason = Literal[
+    "unparseable", "out_of_range", "truncated", "empty_output", "engine_error", "too_long"
+]
 #: A pairwise verdict, always about the responses A and B of the pair (not display slots).
 Verdict = Literal["A", "B", "tie"]
 #: Display order of a pair: "AB" shows response A first, "BA" shows response B first.
