@@ -324,3 +324,61 @@ def _metric(metrics: ServiceMetrics, name: str, **labels: str) -> float:
     )
     assert value is not None, name
     return value
+
+
+def _hold_the_worker(core: GoldAnnotatorCore, engine: ScriptedEngine) -> None:
+    """Close the gate and keep the batcher's worker busy on one unrelated sample."""
+    engine.gate.clear()
+    core.start([Sample("blocker", [ChatMessage("user", "Blocker?")], "b")])
+    limit = time.monotonic() + 5
+    while core._batcher.queue_length and time.monotonic() < limit:
+        time.sleep(0.01)
+
+
+def test_concurrent_requests_for_the_same_sample_share_one_model_call(
+    core: GoldAnnotatorCore, engine: ScriptedEngine
+):
+    _hold_the_worker(core, engine)
+    first = core.start(samples(3))
+    second = core.start(samples(3, prefix="other-"))  # same contents, other ids
+    engine.gate.set()
+    a, b = first.results(), second.results()
+    assert core.judged == 1 + 3
+    assert [r.judgement.sample_id for r in b] == ["other-0", "other-1", "other-2"]
+    assert [r.judgement.expected for r in a] == [r.judgement.expected for r in b]
+
+
+def test_a_caller_hanging_up_does_not_cancel_work_another_caller_waits_for(
+    core: GoldAnnotatorCore, engine: ScriptedEngine
+):
+    _hold_the_worker(core, engine)
+    leaving = core.start(samples(2))
+    staying = core.start(samples(2, prefix="stay-"))
+    leaving.cancel()
+    engine.gate.set()
+    results = staying.results()
+    assert all(r.judgement.valid for r in results) and core.judged == 1 + 2
+
+
+def test_the_last_caller_hanging_up_cancels_the_queued_work(
+    core: GoldAnnotatorCore, engine: ScriptedEngine
+):
+    _hold_the_worker(core, engine)
+    first, second = core.start(samples(2)), core.start(samples(2, prefix="again-"))
+    first.cancel()
+    second.cancel()
+    engine.gate.set()
+    core.close()
+    assert core.judged == 1
+
+
+def test_a_request_does_not_join_work_that_may_expire_before_its_own_deadline(
+    core: GoldAnnotatorCore, engine: ScriptedEngine
+):
+    _hold_the_worker(core, engine)
+    early = core.start(samples(1), deadline=time.monotonic() + 30)
+    patient = core.start(samples(1, prefix="patient-"))  # no deadline: must not depend on it
+    engine.gate.set()
+    early.results()
+    patient.results()
+    assert core.judged == 1 + 2

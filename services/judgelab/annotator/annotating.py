@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
@@ -70,6 +70,7 @@ class Annotating:
         deadline: float | None,
         per_sample_timeout_s: float,
         stamp: Stamp,
+        release: Callable[[Waiting], bool] | None = None,
     ) -> None:
         self.samples = samples
         self._hits = hits
@@ -78,6 +79,7 @@ class Annotating:
         self._deadline = deadline
         self._timeout = per_sample_timeout_s
         self._stamp = stamp
+        self._release = release
         self._cancelled = False
 
     def as_completed(self) -> Iterator[tuple[int, AnnotationResult]]:
@@ -97,12 +99,13 @@ class Annotating:
         return [found[i] for i in range(len(self.samples))]
 
     def cancel(self) -> None:
-        """Stop waiting; queued work not yet started is dropped, running work still lands in
-        the cache."""
+        """Stop waiting; queued work not yet started is dropped unless another request waits
+        for it too, running work still lands in the cache."""
         with self._progress:
             self._cancelled = True
             for entry in self._pending:
-                entry.future.cancel()
+                if self._release is None or self._release(entry):
+                    entry.future.cancel()
             self._progress.notify_all()
 
     def _next_ready(self) -> list[tuple[Waiting, PointwiseJudgement]]:

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from judgelab.annotator.annotating import Annotating, AnnotationResult, Job, Waiting
 from judgelab.annotator.cache import AnnotationStore, CachedAnnotation, cache_key
 from judgelab.annotator.checks import check_context, check_references
+from judgelab.annotator.inflight import InFlight
 from judgelab.annotator.ratelimit import RateLimiter
 from judgelab.judging import PointwiseJudge, PointwiseJudgement, Sample, Stamp
 from judgelab.serving.batcher import MicroBatcher
@@ -53,6 +54,8 @@ class GoldAnnotatorCore:
         self.judged = 0
         self._owns_engine = owns_engine
         self._progress = threading.Condition()
+        self._starting = threading.Lock()
+        self._in_flight = InFlight()
         self._batcher: MicroBatcher[Job, PointwiseJudgement] = MicroBatcher(
             judge.config.name, self._run, max_batch=max_batch, max_wait_s=max_wait_s,
             max_queue=max_queue,
@@ -100,16 +103,14 @@ class GoldAnnotatorCore:
             for i, key in enumerate(keys)
             if key in found
         }
-        misses: dict[str, Waiting] = {}
+        misses: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             if key not in found:
-                job = Job(key, samples[i], deadline)
-                misses.setdefault(key, Waiting(job, Future())).indices.append(i)
-        check_context(self.judge, [(w.indices[0], w.job.sample) for w in misses.values()])
-        waiting = self._submit(list(misses.values()), deadline)
+                misses.setdefault(key, []).append(i)
+        waiting = self._wait_for(samples, misses, deadline)
         return Annotating(
             samples, hits, waiting, progress=self._progress, deadline=deadline,
-            per_sample_timeout_s=timeout, stamp=self.stamp,
+            per_sample_timeout_s=timeout, stamp=self.stamp, release=self._in_flight.release,
         )
 
     def close(self, drain: bool = True) -> None:
@@ -133,6 +134,25 @@ class GoldAnnotatorCore:
             self.metrics.cache_hits.labels(**labels).inc(hits)
             self.metrics.cache_misses.labels(**labels).inc(requested - hits)
         return found
+
+    def _wait_for(
+        self, samples: Sequence[Sample], misses: dict[str, list[int]], deadline: float | None
+    ) -> list[Waiting]:
+        """Join the samples another request is already judging; queue the rest (each once)."""
+        with self._starting:
+            joined, new = [], []
+            for key, indices in misses.items():
+                entry = self._in_flight.join(key, deadline)
+                if entry is None:
+                    entry = Waiting(Job(key, samples[indices[0]], deadline), Future())
+                    new.append(entry)
+                else:
+                    joined.append(entry)
+                entry.indices.extend(indices)
+            check_context(self.judge, [(w.indices[0], w.job.sample) for w in new])
+            for entry in self._submit(new, deadline):
+                self._in_flight.register(entry)
+        return joined + new
 
     def _submit(self, waiting: list[Waiting], deadline: float | None) -> list[Waiting]:
         if not waiting:
