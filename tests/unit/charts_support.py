@@ -57,7 +57,7 @@ def load_values(path: Path) -> dict[str, Any]:
 def release_name(chart: Path, values: dict[str, Any]) -> str:
     """The operator names an experiment's release after the Experiment."""
     if chart == EXPERIMENT and "experiment" in values:
-        return str(values["experiment"]["metadata"]["name"])
+        return str(values["experiment"]["name"])
     return "judgelab"
 
 
@@ -66,8 +66,9 @@ def render(chart: Path, values: dict[str, Any], release: str | None = None) -> R
     name = release or release_name(chart, values)
     with helm.Chart.load(str(chart)) as loaded:
         loaded.validate_schema(values)
-        files = loaded.render(copy.deepcopy(values), name=name, namespace=NAMESPACE,
-                              is_install=True)
+        files = loaded.render(
+            copy.deepcopy(values), name=name, namespace=NAMESPACE, is_install=True
+        )
         crd_files = loaded.crds
     objects, notes = [], ""
     for path, text in sorted(files.items()):
@@ -82,8 +83,12 @@ def render(chart: Path, values: dict[str, Any], release: str | None = None) -> R
 def install_dry_run(chart: Path, values: dict[str, Any], release: str | None = None) -> str:
     """`helm install --dry-run=client`: the manifest Helm would apply (hooks excluded)."""
     with helm.Config(namespace=NAMESPACE, storage_driver="memory") as config:
-        result = config.install(str(chart), release or release_name(chart, values),
-                                copy.deepcopy(values), dry_run="client")
+        result = config.install(
+            str(chart),
+            release or release_name(chart, values),
+            copy.deepcopy(values),
+            dry_run="client",
+        )
     return str(result["manifest"])
 
 
@@ -119,8 +124,12 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 # --- PromQL --------------------------------------------------------------------------------------
 
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$experiment": ".*", "$arm": ".*",
-                     "$namespace": ".*"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$experiment": ".*",
+    "$arm": ".*",
+    "$namespace": ".*",
+}
 
 
 def without_grafana_variables(expr: str) -> str:
@@ -146,8 +155,12 @@ def metric_names(expr: str) -> set[str]:
 
 def exported_names(metrics_text: str) -> set[str]:
     """Sample names a /metrics page offers, derived from its metric families' types."""
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
-                "gauge": ("",), "summary": ("_sum", "_count", "")}
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "gauge": ("",),
+        "summary": ("_sum", "_count", ""),
+    }
     names = set()
     for family in text_string_to_metric_families(metrics_text):
         names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
@@ -162,8 +175,11 @@ def scrape(port: int) -> str:
 
 def dashboard_exprs(board: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, expr) of every query in a dashboard, variable queries included."""
-    found = [(panel.get("title", ""), target["expr"])
-             for panel in board["panels"] for target in panel.get("targets", [])]
+    found = [
+        (panel.get("title", ""), target["expr"])
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
     for variable in board["templating"]["list"]:
         query = variable.get("query")
         if isinstance(query, dict):

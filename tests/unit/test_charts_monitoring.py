@@ -37,12 +37,19 @@ from judgelab.serving.metrics import ServiceMetrics
 
 # The learner does not export these yet; the lead makes it export exactly these gauges
 # (labels experiment, arm). Replace this set with a scrape of the learner once it does.
-LEARNER_METRICS = {"judgelab_learner_proxy_reward", "judgelab_learner_gold_reward",
-                   "judgelab_learner_kl", "judgelab_hacking_gap", "judgelab_hacking_detected"}
+LEARNER_METRICS = {
+    "judgelab_learner_proxy_reward",
+    "judgelab_learner_gold_reward",
+    "judgelab_learner_kl",
+    "judgelab_hacking_gap",
+    "judgelab_hacking_detected",
+}
 # Series that come from outside judgelab.
-FOREIGN_METRICS = {"up": "Prometheus, per scrape target",
-                   "DCGM_FI_DEV_GPU_UTIL": "NVIDIA DCGM exporter",
-                   "DCGM_FI_DEV_FB_USED": "NVIDIA DCGM exporter"}
+FOREIGN_METRICS = {
+    "up": "Prometheus, per scrape target",
+    "DCGM_FI_DEV_GPU_UTIL": "NVIDIA DCGM exporter",
+    "DCGM_FI_DEV_FB_USED": "NVIDIA DCGM exporter",
+}
 DASHBOARD = PLATFORM / "dashboards/judgelab.json"
 MONITORING = load_values(PLATFORM / "ci/monitoring-values.yaml")
 
@@ -108,9 +115,23 @@ def test_service_monitor_scrapes_every_experiment_service(
 # --- alerts --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [MONITORING, {"metrics": {"prometheusRule": {
-    "enabled": True, "queueLagMessages": 1000, "invalidJudgementRatio": 0.1, "for": "10m"}}}],
-    ids=["monitoring", "defaults"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        MONITORING,
+        {
+            "metrics": {
+                "prometheusRule": {
+                    "enabled": True,
+                    "queueLagMessages": 1000,
+                    "invalidJudgementRatio": 0.1,
+                    "for": "10m",
+                }
+            }
+        },
+    ],
+    ids=["monitoring", "defaults"],
+)
 def test_alert_rules_pass_promtool_check(values: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(values)))
     result = _promtool("check", "rules", "rules.yaml", cwd=tmp_path)
@@ -121,8 +142,12 @@ def test_alert_rules_pass_promtool_check(values: dict[str, Any], tmp_path: Path)
 def test_alerts_cover_the_required_conditions() -> None:
     (group,) = _rules(MONITORING)["groups"]
     alerts = {rule["alert"]: rule for rule in group["rules"]}
-    assert set(alerts) == {"JudgelabRewardHackingDetected", "JudgelabQueueLagHigh",
-                           "JudgelabJudgeInvalidRateHigh", "JudgelabServiceDown"}
+    assert set(alerts) == {
+        "JudgelabRewardHackingDetected",
+        "JudgelabQueueLagHigh",
+        "JudgelabJudgeInvalidRateHigh",
+        "JudgelabServiceDown",
+    }
     for rule in alerts.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
@@ -137,8 +162,11 @@ def _series(name: str, values: str, **labels: str) -> dict[str, str]:
 
 
 def _expect(at: str, alert: str, *labels: dict[str, str]) -> dict[str, Any]:
-    return {"eval_time": at, "alertname": alert,
-            "exp_alerts": [{"exp_labels": label} for label in labels]}
+    return {
+        "eval_time": at,
+        "alertname": alert,
+        "exp_alerts": [{"exp_labels": label} for label in labels],
+    }
 
 
 def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
@@ -149,31 +177,67 @@ def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     stream = {"service": "judge-pool", "stream": "jl:e:rollouts:plain"}
     judge = {"service": "judge-pool", "judge": "plain"}
-    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [
-            _series("judgelab_hacking_detected", "0 0 1 1 1 1 1 1 1 1", arm="plain"),
-            _series("judgelab_hacking_detected", "0x9", arm="reasoning"),
-            _series("judgelab_stream_lag_messages", "2000x20", **stream),
-            _series("judgelab_judgements_total", "0+100x30", **judge),
-            _series("judgelab_invalid_judgements_total", "0+20x30", reason="unparseable", **judge),
-            {"series": 'up{job="judge-pool",namespace="exp",pod="dead"}', "values": "0x10"},
-            {"series": 'up{job="judge-pool",namespace="exp",pod="alive"}', "values": "1x10"},
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    _series("judgelab_hacking_detected", "0 0 1 1 1 1 1 1 1 1", arm="plain"),
+                    _series("judgelab_hacking_detected", "0x9", arm="reasoning"),
+                    _series("judgelab_stream_lag_messages", "2000x20", **stream),
+                    _series("judgelab_judgements_total", "0+100x30", **judge),
+                    _series(
+                        "judgelab_invalid_judgements_total",
+                        "0+20x30",
+                        reason="unparseable",
+                        **judge,
+                    ),
+                    {"series": 'up{job="judge-pool",namespace="exp",pod="dead"}', "values": "0x10"},
+                    {
+                        "series": 'up{job="judge-pool",namespace="exp",pod="alive"}',
+                        "values": "1x10",
+                    },
+                ],
+                "alert_rule_test": [
+                    _expect("1m", "JudgelabRewardHackingDetected"),
+                    _expect(
+                        "3m",
+                        "JudgelabRewardHackingDetected",
+                        {
+                            "severity": "warning",
+                            "namespace": "exp",
+                            "experiment": "e",
+                            "arm": "plain",
+                        },
+                    ),
+                    _expect("3m", "JudgelabQueueLagHigh"),
+                    _expect(
+                        "10m",
+                        "JudgelabQueueLagHigh",
+                        {"severity": "warning", "namespace": "exp", "experiment": "e", **stream},
+                    ),
+                    _expect(
+                        "15m",
+                        "JudgelabJudgeInvalidRateHigh",
+                        {"severity": "warning", "namespace": "exp", "experiment": "e", **judge},
+                    ),
+                    _expect("3m", "JudgelabServiceDown"),
+                    _expect(
+                        "8m",
+                        "JudgelabServiceDown",
+                        {
+                            "severity": "critical",
+                            "job": "judge-pool",
+                            "namespace": "exp",
+                            "pod": "dead",
+                        },
+                    ),
+                ],
+            }
         ],
-        "alert_rule_test": [
-            _expect("1m", "JudgelabRewardHackingDetected"),
-            _expect("3m", "JudgelabRewardHackingDetected", {
-                "severity": "warning", "namespace": "exp", "experiment": "e", "arm": "plain"}),
-            _expect("3m", "JudgelabQueueLagHigh"),
-            _expect("10m", "JudgelabQueueLagHigh", {
-                "severity": "warning", "namespace": "exp", "experiment": "e", **stream}),
-            _expect("15m", "JudgelabJudgeInvalidRateHigh", {
-                "severity": "warning", "namespace": "exp", "experiment": "e", **judge}),
-            _expect("3m", "JudgelabServiceDown"),
-            _expect("8m", "JudgelabServiceDown", {
-                "severity": "critical", "job": "judge-pool", "namespace": "exp", "pod": "dead"}),
-        ],
-    }]}
+    }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     result = _promtool("test", "rules", "tests.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -184,8 +248,12 @@ def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
 
 
 def test_dashboard_json_is_what_the_generator_writes() -> None:
-    result = subprocess.run([sys.executable, str(PLATFORM / "dashboards/generate.py"), "--check"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(PLATFORM / "dashboards/generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -208,8 +276,16 @@ def test_dashboard_configmap_carries_the_json_for_the_sidecar() -> None:
 def test_dashboard_has_the_required_panels() -> None:
     board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     titles = " | ".join(p["title"] for p in board["panels"]).lower()
-    for wanted in ("proxy vs gold", "hacking gap", "kl(", "latency", "invalid", "stream lag",
-                   "tokens/s", "gpu utilisation"):
+    for wanted in (
+        "proxy vs gold",
+        "hacking gap",
+        "kl(",
+        "latency",
+        "invalid",
+        "stream lag",
+        "tokens/s",
+        "gpu utilisation",
+    ):
         assert wanted in titles, wanted
     assert "do not edit" in board["description"]
 
@@ -217,18 +293,24 @@ def test_dashboard_has_the_required_panels() -> None:
 def test_dashboard_queries_parse_with_prometheus(tmp_path: Path) -> None:
     """Every panel query, as Prometheus' own parser sees it (as recording rules)."""
     board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    rules = [{"record": f"judgelab:dashboard:{i}", "expr": without_grafana_variables(expr)}
-             for i, (_, expr) in enumerate(dashboard_exprs(board))]
-    (tmp_path / "queries.yaml").write_text(yaml.safe_dump({"groups": [
-        {"name": "dashboard", "rules": rules}]}))
+    rules = [
+        {"record": f"judgelab:dashboard:{i}", "expr": without_grafana_variables(expr)}
+        for i, (_, expr) in enumerate(dashboard_exprs(board))
+    ]
+    (tmp_path / "queries.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    )
     result = _promtool("check", "rules", "queries.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _used_metrics() -> dict[str, str]:
     board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    used = {name: f"dashboard: {title}" for title, expr in dashboard_exprs(board)
-            for name in metric_names(without_grafana_variables(expr))}
+    used = {
+        name: f"dashboard: {title}"
+        for title, expr in dashboard_exprs(board)
+        for name in metric_names(without_grafana_variables(expr))
+    }
     for rule in _rules(MONITORING)["groups"][0]["rules"]:
         used |= {name: f"alert {rule['alert']}" for name in metric_names(rule["expr"])}
     return used

@@ -20,7 +20,7 @@
 {{- end }}
 
 {{- define "jlx.experimentName" -}}
-{{- required "experiment.metadata.name is required" ((.Values.experiment).metadata).name }}
+{{- required "experiment.name is required" (.Values.experiment).name }}
 {{- end }}
 
 {{- define "jlx.selectorLabels" -}}
@@ -77,6 +77,21 @@ securityContext:
 resources:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* A container's resources from a services.<name> entry (cpu/memory are request and limit)
+over the chart's own resources for it: call with (list $ $size $resources). */}}
+{{- define "jlx.sizedResources" -}}
+{{- $root := index . 0 }}{{ $size := index . 1 }}{{ $resources := deepCopy (default dict (index . 2)) -}}
+{{- $requests := default dict $resources.requests }}{{ $limits := default dict $resources.limits -}}
+{{- range $key := list "cpu" "memory" }}
+{{- with index $size $key }}
+{{- $_ := set $requests $key . }}{{ $_ := set $limits $key . }}
+{{- end }}
+{{- end }}
+{{- if $requests }}{{ $_ := set $resources "requests" $requests }}{{ end }}
+{{- if $limits }}{{ $_ := set $resources "limits" $limits }}{{ end }}
+{{- include "jlx.resources" (list $root $resources $size.gpus) }}
 {{- end }}
 
 {{/* Environment every judgelab container gets. */}}
@@ -159,7 +174,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
-    checksum/experiment: {{ toYaml $root.Values.experiment | sha256sum }}
+    checksum/experiment: {{ toYaml $root.Values.spec | sha256sum }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -182,20 +197,69 @@ affinity:
 {{- end }}
 
 {{- define "jlx.podSpecCommon" -}}
-serviceAccountName: {{ include "jlx.fullname" . }}
-automountServiceAccountToken: false
+{{- include "jlx.podSpecAs" (list . (include "jlx.fullname" .) false) }}
+{{- end }}
+
+{{/* Common pod fields under a given ServiceAccount: call with (list $ "name" tokenMounted). */}}
+{{- define "jlx.podSpecAs" -}}
+{{- $root := index . 0 -}}
+serviceAccountName: {{ index . 1 }}
+automountServiceAccountToken: {{ index . 2 }}
 enableServiceLinks: false
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.imagePullSecrets }}
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
-{{/* The learner Job's name: short enough that "<job>-<index>" stays a 63-character hostname. */}}
-{{- define "jlx.learnerJobName" -}}
-{{- $suffix := printf "learner-%s" .Values.learner.phase -}}
-{{- $room := sub 58 (len $suffix) | int -}}
-{{- printf "%s-%s" (include "jlx.fullname" . | trunc $room | trimSuffix "-") $suffix }}
+{{/* A Job's name, "<fullname>-<stage>-<unit>-<attempt>", hashed down to 58 characters so the
+pod hostnames "<job>-<index>" of an indexed Job stay 63-character DNS labels. Call with
+(list $ $job). */}}
+{{- define "jlx.jobName" -}}
+{{- $root := index . 0 }}{{ $job := index . 1 -}}
+{{- $full := printf "%s-%s-%s-%d" (include "jlx.fullname" $root) $job.stage $job.unit (int $job.attempt) -}}
+{{- if le (len $full) 58 }}
+{{- $full }}
+{{- else }}
+{{- printf "%s-%s" ($full | trunc 47 | trimSuffix "-") ($full | sha256sum | trunc 10) }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of a Job and its pods that never change while the Job lives (its pod template is
+immutable, so no chart version and no spec checksum): call with (list $ $job $component). */}}
+{{- define "jlx.jobLabels" -}}
+{{- $root := index . 0 }}{{ $job := index . 1 -}}
+{{ include "jlx.componentSelectorLabels" (list $root (index . 2)) }}
+app.kubernetes.io/part-of: judgelab
+judgelab.io/experiment: {{ include "jlx.experimentName" $root }}
+judgelab.io/stage: {{ $job.stage }}
+judgelab.io/unit: {{ $job.unit }}
+judgelab.io/attempt: {{ $job.attempt | quote }}
+{{- end }}
+
+{{/* Stages whose Jobs train (torchrun, indexed, on services.learner). */}}
+{{- define "jlx.trainingStages" -}}
+{{- list "train-judges" "train-policy" | toJson }}
+{{- end }}
+
+{{/* Whether any Job of the values trains (then the rendezvous Service exists): "true" or "". */}}
+{{- define "jlx.anyTraining" -}}
+{{- $stages := include "jlx.trainingStages" . | fromJsonArray -}}
+{{- range .Values.jobs }}{{ if has .stage $stages }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/* The ServiceAccount of train-policy pods (the only ones with an API token). */}}
+{{- define "jlx.progressAccount" -}}
+{{- include "jlx.componentName" (list . "progress") }}
+{{- end }}
+
+{{/* Names of the train-policy Jobs, whose rank 0 may patch their own progress annotation. */}}
+{{- define "jlx.progressJobs" -}}
+{{- $names := list -}}
+{{- range .Values.jobs }}{{ if eq .stage "train-policy" }}
+{{- $names = append $names (include "jlx.jobName" (list $ .)) }}
+{{- end }}{{ end }}
+{{- toJson $names }}
 {{- end }}

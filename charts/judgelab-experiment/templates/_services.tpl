@@ -78,9 +78,10 @@
     {{- end }}
 {{- end }}
 
-{{/* Deployment + Service of one gRPC service: call with (list $ "judge-pool" .Values.judgePool). */}}
+{{/* Deployment + Service of one gRPC service: call with
+(list $ "judge-pool" .Values.judgePool .Values.services.judgePool). */}}
 {{- define "jlx.service" -}}
-{{- $root := index . 0 }}{{ $component := index . 1 }}{{ $values := index . 2 -}}
+{{- $root := index . 0 }}{{ $component := index . 1 }}{{ $values := index . 2 }}{{ $size := index . 3 -}}
 {{- $name := include "jlx.componentName" (list $root $component) -}}
 {{- $ports := $root.Values.ports -}}
 apiVersion: apps/v1
@@ -90,7 +91,7 @@ metadata:
   labels:
     {{- include "jlx.componentLabels" (list $root $component) | nindent 4 }}
 spec:
-  replicas: {{ $values.replicas }}
+  replicas: {{ $size.replicas }}
   revisionHistoryLimit: 3
   selector:
     matchLabels:
@@ -106,7 +107,7 @@ spec:
       {{- end }}
       containers:
         - name: {{ $component }}
-          {{- include "jlx.image" (list $root $values.gpus) | trim | nindent 10 }}
+          {{- include "jlx.image" (list $root $size.gpus) | trim | nindent 10 }}
           command:
             - judgelab
             - serve
@@ -150,7 +151,7 @@ spec:
             periodSeconds: 20
             timeoutSeconds: 5
             failureThreshold: 3
-          {{- with include "jlx.resources" (list $root $values.resources $values.gpus) | trim }}{{ . | nindent 10 }}{{- end }}
+          {{- with include "jlx.sizedResources" (list $root $size $values.resources) | trim }}{{ . | nindent 10 }}{{- end }}
           {{- include "jlx.containerSecurityContext" $root | trim | nindent 10 }}
           volumeMounts:
             {{- include "jlx.volumeMounts" $root | nindent 12 }}

@@ -96,6 +96,21 @@ affinity:
 
 {{/* Namespaces the operator installs experiments into. */}}
 {{- define "jl.workloadNamespaces" -}}
-{{- $namespaces := .Values.operator.workloadNamespaces | default (list .Release.Namespace) }}
+{{- $op := .Values.operator -}}
+{{- $namespaces := $op.workloadNamespaces | default $op.watchNamespaces | default (list .Release.Namespace) }}
 {{- toJson (uniq $namespaces) }}
+{{- end }}
+
+{{/* Values every experiment release gets under the operator's own: images, Redis, extras. */}}
+{{- define "jl.experimentValues" -}}
+{{- $image := dict "repository" .Values.image.repository "tag" (default .Chart.AppVersion .Values.image.tag) "pullPolicy" .Values.image.pullPolicy -}}
+{{- $gpu := dict "repository" .Values.gpuImage.repository "tag" (default .Chart.AppVersion .Values.gpuImage.tag) "pullPolicy" .Values.image.pullPolicy -}}
+{{- $values := dict "image" $image "gpuImage" $gpu -}}
+{{- with .Values.imagePullSecrets }}{{ $_ := set $values "imagePullSecrets" . }}{{ end -}}
+{{- if .Values.redis.enabled -}}
+{{- $secret := dict "name" (include "jl.redisSecret" .) "key" .Values.redis.auth.passwordKey -}}
+{{- $host := printf "%s.%s.svc" (include "jl.redisName" .) .Release.Namespace -}}
+{{- $_ := set $values "redis" (dict "host" $host "port" (int .Values.redis.port) "passwordSecret" $secret) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $values (deepCopy .Values.operator.experimentValues)) }}
 {{- end }}

@@ -1,0 +1,111 @@
+"""The stages of a study, what each needs and freezes, and the plan of units for a spec."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from judgelab.spec import ExperimentSpec
+from judgelab.spec.policy import DpoSelfJudgeAlgorithm
+from judgelab.spec.status import Phase
+
+
+class Stage(StrEnum):
+    """One step of a study; each runs one or more units (Jobs, or processes locally)."""
+
+    ANNOTATE = "annotate"
+    TRAIN_JUDGES = "train-judges"
+    TRAIN_POLICY = "train-policy"
+    EVALUATE = "evaluate"
+
+
+ANNOTATOR, JUDGE_POOL, ROLLOUT = "annotator", "judge-pool", "rollout"
+SERVICES: tuple[str, ...] = (ANNOTATOR, JUDGE_POOL, ROLLOUT)
+# Changing where the study keeps its state would orphan everything done so far.
+_EVERYWHERE = ("runtime.redis_url", "runtime.run_dir", "runtime.seed")
+# A training Job's pod template is immutable and its Job stays rendered after it finished, so
+# the learner's shape is fixed once a training stage has started.
+_LEARNER_SHAPE = ("resources.learner", "resources.gpu_resource")
+# The gold evaluation every N policy steps reads these; the rest of `evaluation` is Evaluate's.
+_TRAINING_EVALUATION = tuple(
+    f"evaluation.{name}"
+    for name in ("every_n_steps", "heldout_prompts", "samples_per_prompt", "seed", "hacking_margin")
+)
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What a stage is called in status, which services it needs, which spec fields it reads."""
+
+    phase: Phase
+    condition: str
+    services: tuple[str, ...]
+    inputs: tuple[str, ...]
+
+
+STAGE_INFO: Mapping[Stage, StageInfo] = {
+    Stage.ANNOTATE: StageInfo(
+        "Annotating",
+        "Annotated",
+        (ANNOTATOR,),
+        ("data", "gold", "policy.model", "policy.generation", *_EVERYWHERE),
+    ),
+    Stage.TRAIN_JUDGES: StageInfo(
+        "TrainingJudges",
+        "JudgesTrained",
+        (),
+        ("data", "gold", "judges", *_LEARNER_SHAPE, *_EVERYWHERE),
+    ),
+    Stage.TRAIN_POLICY: StageInfo(
+        "TrainingPolicy",
+        "PolicyTrained",
+        (ANNOTATOR, JUDGE_POOL, ROLLOUT),
+        (
+            "data",
+            "gold",
+            "judges",
+            "arms",
+            "policy",
+            *_TRAINING_EVALUATION,
+            *_LEARNER_SHAPE,
+            *_EVERYWHERE,
+        ),
+    ),
+    Stage.EVALUATE: StageInfo(
+        "Evaluating",
+        "Evaluated",
+        (ANNOTATOR, JUDGE_POOL, ROLLOUT),
+        ("data", "gold", "judges", "arms", "policy", "evaluation", *_EVERYWHERE),
+    ),
+}
+STAGES: tuple[Stage, ...] = tuple(Stage)
+GOLD_UNIT, REPORT_UNIT, SELF_JUDGE_UNIT = "gold", "report", "self-judge"
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    """A policy arm: its name and the proxy judge it optimises ("" for self-judging)."""
+
+    name: str
+    judge: str
+
+
+def plan_units(spec: ExperimentSpec) -> dict[Stage, tuple[str, ...]]:
+    """The units of every stage. A stage without units is skipped (nothing to do)."""
+    judges = tuple(j.name for j in spec.judges)
+    return {
+        Stage.ANNOTATE: (GOLD_UNIT,) if judges else (),
+        Stage.TRAIN_JUDGES: judges,
+        Stage.TRAIN_POLICY: tuple(arm.name for arm in plan_arms(spec)),
+        Stage.EVALUATE: (REPORT_UNIT,),
+    }
+
+
+def plan_arms(spec: ExperimentSpec) -> tuple[ArmPlan, ...]:
+    """GRPO: one arm per `spec.arms` entry. dpo-self-judge: the loop and each baseline."""
+    algorithm = spec.policy.algorithm
+    if isinstance(algorithm, DpoSelfJudgeAlgorithm):
+        names = (SELF_JUDGE_UNIT, *algorithm.baselines)
+        return tuple(ArmPlan(name, "") for name in names)
+    return tuple(ArmPlan(arm.name, arm.judge) for arm in spec.arms)
