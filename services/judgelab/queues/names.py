@@ -65,5 +65,9 @@ class StreamNames:
     def gold_results(self) -> str:
         return f"{self.base}:gold:results"
 
+    def policy_version(self, arm: str) -> str:
+        """A string key (not a stream): the latest policy version the arm's learner published."""
+        return f"{self.base}:policy:{check_label('arm name', arm)}:version"
+
     dead_letter = staticmethod(dead_letter)
     processed_set = staticmethod(processed_set)

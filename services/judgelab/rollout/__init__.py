@@ -1,1 +1,1 @@
-"""rollout — see DESIGN.md; built in its own issue."""
+"""The rollout generator: G completions per prompt from the current policy version (see main)."""
