@@ -10,10 +10,10 @@ import torch
 
 from judgelab.engines.base import ChatMessage
 from judgelab.engines.chat import render_prompt
+from judgelab.engines.policy_store import PolicyStore
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.rollout.generator import PromptInput, RolloutGenerator
 from judgelab.rollout.policy import PolicyHolder
-from judgelab.rollout.policy_store import PolicyStore
 
 PROMPTS = [
     PromptInput("p0", [ChatMessage("user", "Name a prime number.")]),

@@ -11,14 +11,14 @@ import pytest
 import torch
 from rollout_support import PROMPTS, generator_on, lora_model, teacher_forced
 
-from judgelab.engines.transformers_engine import TransformersEngine
-from judgelab.rollout.policy import PolicyHolder
-from judgelab.rollout.policy_store import (
+from judgelab.engines.policy_store import (
     MANIFEST,
     PolicyNotFound,
     PolicyStore,
     publish_policy_version,
 )
+from judgelab.engines.transformers_engine import TransformersEngine
+from judgelab.rollout.policy import PolicyHolder
 from judgelab.rollout.servicer import policy_to_proto
 
 

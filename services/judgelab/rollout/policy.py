@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 
 from judgelab.engines.base import Engine
+from judgelab.engines.policy_store import PolicyNotFound, PolicyStore, PublishedPolicy
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.rollout.metrics import RolloutMetrics
-from judgelab.rollout.policy_store import PolicyNotFound, PolicyStore, PublishedPolicy
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 from judgelab.api.v1 import rollout_pb2, rollout_pb2_grpc
 from judgelab.engines.base import Engine
+from judgelab.engines.policy_store import PolicyStore, policy_root
 from judgelab.queues.names import StreamNames
 from judgelab.rollout.generator import GenerationDefaults, RolloutGenerator
 from judgelab.rollout.metrics import RolloutMetrics
 from judgelab.rollout.policy import PolicyHolder
-from judgelab.rollout.policy_store import PolicyStore, policy_root
 from judgelab.rollout.servicer import RolloutGeneratorServicer
 from judgelab.serving.server import GrpcServer, ServiceBinding
 from judgelab.spec.experiment import Experiment

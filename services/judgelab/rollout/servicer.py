@@ -9,13 +9,13 @@ import grpc
 
 from judgelab.api.v1 import common_pb2, rollout_pb2, rollout_pb2_grpc
 from judgelab.engines.base import SamplingParams
+from judgelab.engines.policy_store import PublishedPolicy
 from judgelab.rollout.generator import (
     GenerationDefaults,
     GroupResult,
     PromptInput,
     RolloutGenerator,
 )
-from judgelab.rollout.policy_store import PublishedPolicy
 from judgelab.serving.convert import MAX_TEXT_CHARS, prompt_from_proto
 from judgelab.serving.errors import invalid
 
