@@ -1,0 +1,262 @@
+"""The learner loop of one arm: joined groups in, optimiser steps, versions and checkpoints out.
+
+Order per step: train → append to ``steps.jsonl`` → publish version N → checkpoint (every
+``checkpoint_every`` steps) → ack the groups the checkpoint covers. A crash before the ack
+redelivers those groups; the resumed learner (same checkpoint, same data order, same RNG)
+retrains them into the same weights, or skips the ones the checkpoint already holds. Under DDP
+only rank 0 reads Redis, writes files and acks; every rank trains on the broadcast batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from judgelab.learner import checkpoint
+from judgelab.learner.control import LearnerControl, LearnerPhaseName, now
+from judgelab.learner.distributed import broadcast
+from judgelab.learner.evaluation import Evaluator, HackingTracker
+from judgelab.learner.metrics import LearnerMetrics
+from judgelab.learner.publish import PolicyPublisher
+from judgelab.learner.source import Pending
+from judgelab.learner.steplog import StepLog, StepTimes
+from judgelab.learner.trainer import GrpoTrainer
+
+log = logging.getLogger(__name__)
+
+
+class GroupSource(Protocol):
+    def read(self, count: int, block_ms: int) -> list[Pending]: ...
+    def already_done(self, group_id: str) -> bool: ...
+    def ack(self, pending: Pending) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    arm: str
+    total_steps: int
+    prompts_per_step: int
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 3
+    eval_every: int | None = None
+    hacking_margin: float = 0.1
+    block_ms: int = 1000
+
+
+class LearnerLoop:
+    """Runs one arm to ``total_steps`` (``source``/``publisher`` are None on ranks > 0)."""
+
+    def __init__(
+        self,
+        trainer: GrpoTrainer,
+        source: GroupSource | None,
+        publisher: PolicyPublisher | None,
+        arm_dir: Path,
+        config: LoopConfig,
+        *,
+        evaluator: Evaluator | None = None,
+        metrics: LearnerMetrics | None = None,
+        control: LearnerControl | None = None,
+    ) -> None:
+        self.trainer = trainer
+        self.source = source
+        self.publisher = publisher
+        self.arm_dir = arm_dir
+        self.config = config
+        self.evaluator = evaluator
+        self.metrics = metrics
+        self.control = control or LearnerControl(config.total_steps)
+        self.trained: set[str] = set()
+        self.unacked: list[Pending] = []
+        self.tracker = HackingTracker(config.hacking_margin)
+        self.dropped_total = 0
+        self.is_main = trainer.info.is_main
+
+    @property
+    def steps_file(self) -> Path:
+        return self.arm_dir / "steps.jsonl"
+
+    def resume(self) -> Path | None:
+        """Restore the latest checkpoint of this arm, if any; drop log lines past it."""
+        path = checkpoint.latest(self.arm_dir)
+        if path is None:
+            return None
+        extra = self.trainer.resume(path)
+        self.trained = set(extra.get("trained_group_ids", []))
+        self.tracker.load(extra.get("hacking", {}))
+        if self.is_main:
+            self._truncate_log(self.trainer.version)
+            self.control.update(
+                step=self.trainer.version,
+                policy_version=self.trainer.version,
+                last_checkpoint=str(path),
+            )
+        log.info("resumed %s from %s (step %d)", self.config.arm, path, self.trainer.version)
+        return path
+
+    def run(self) -> None:
+        """Train until ``total_steps`` or a stop request; then answer pending requests."""
+        try:
+            while self.trainer.version < self.config.total_steps:
+                started = time.perf_counter()
+                batch = self._next_batch()
+                if batch is None:
+                    break
+                self._step(batch, time.perf_counter() - started)
+            if self.is_main and self.control.checkpoint_on_stop and self.unacked:
+                self._checkpoint("stop")
+            self.control.mark_stopped()
+        except BaseException:
+            self.control.mark_stopped(LearnerPhaseName.FAILED)
+            raise
+
+    # -- steps -------------------------------------------------------------------------------
+    def _next_batch(self) -> list[Pending] | None:
+        """The next step's groups (broadcast from rank 0); None when stopping."""
+        batch = self._collect() if self.is_main else None
+        shared = broadcast([p.group for p in batch] if batch is not None else [], self.trainer.info)
+        if not shared:
+            return None
+        if self.is_main:
+            assert batch is not None
+            return batch
+        return [Pending(g, _NO_DELIVERY, _NO_DELIVERY, None) for g in shared]
+
+    def _collect(self) -> list[Pending] | None:
+        assert self.source is not None
+        batch: list[Pending] = []
+        self.control.update(phase=LearnerPhaseName.WAITING)
+        while len(batch) < self.config.prompts_per_step:
+            self._serve_checkpoint_requests()
+            if self.control.stop_requested:
+                return None
+            wanted = self.config.prompts_per_step - len(batch)
+            for pending in self.source.read(wanted, self.config.block_ms):
+                if self._usable(pending, batch):
+                    batch.append(pending)
+        return batch
+
+    def _usable(self, pending: Pending, batch: list[Pending]) -> bool:
+        assert self.source is not None
+        group_id = pending.group_id
+        if group_id in self.trained or self.source.already_done(group_id):
+            self.source.ack(pending)  # redelivered after it was trained: ack, no outputs
+            return False
+        if any(p.group_id == group_id for p in batch):
+            return False
+        lag = self.trainer.version - pending.group.policy_version
+        if lag < 0 or lag > self.trainer.settings.max_staleness:
+            log.info("dropping group %s: %d versions stale", group_id, lag)
+            self.dropped_total += 1
+            if self.metrics is not None:
+                self.metrics.dropped(self.config.arm)
+            self.source.ack(pending)
+            return False
+        return True
+
+    def _step(self, batch: list[Pending], wait_s: float) -> None:
+        self.control.update(phase=LearnerPhaseName.TRAINING)
+        judge = [p.judge_seconds for p in batch if p.judge_seconds is not None]
+        times = StepTimes(judge=max(judge) if judge else None, wait=wait_s)
+        step_log = self.trainer.step([p.group for p in batch], times)
+        self.trained.update(p.group_id for p in batch)
+        if not self.is_main:
+            return
+        self.unacked.extend(batch)
+        step_log = self._evaluate(step_log)
+        self._append_log(step_log)
+        if self.publisher is not None:
+            self.publisher.publish(self.trainer.version, self.trainer.policy)
+        due = self.trainer.version % self.config.checkpoint_every == 0
+        if due or self.trainer.version >= self.config.total_steps:
+            self._checkpoint()
+        self._report(step_log)
+
+    def _evaluate(self, step_log: StepLog) -> StepLog:
+        every = self.config.eval_every
+        if self.evaluator is None or not every or step_log.step % every:
+            return step_log
+        result = dict(self.evaluator(step_log.step, self.trainer))
+        proxy, gold = result.get("proxy_reward"), result.get("gold_reward")
+        if isinstance(proxy, int | float) and isinstance(gold, int | float):
+            result.update(self.tracker.update(step_log.step, float(proxy), float(gold)))
+        if self.metrics is not None:
+            self.metrics.record_evaluation(self.config.arm, result)
+        return step_log.with_evaluation(result)
+
+    # -- durability --------------------------------------------------------------------------
+    def _checkpoint(self, tag: str = "") -> Path:
+        self.control.update(phase=LearnerPhaseName.CHECKPOINTING)
+        extra = {
+            "arm": self.config.arm,
+            "tag": tag,
+            "trained_group_ids": sorted(self.trained),
+            "scored_last_id": self.unacked[-1].scored.id if self.unacked else None,
+            "hacking": self.tracker.state(),
+        }
+        path = self.trainer.save_checkpoint(self.arm_dir, extra)
+        best = self.tracker.best_gold_step
+        keep = frozenset({checkpoint.checkpoint_root(self.arm_dir) / f"step-{best}"})
+        checkpoint.prune(self.arm_dir, self.config.keep_checkpoints, keep)
+        assert self.source is not None
+        for pending in self.unacked:
+            self.source.ack(pending)
+        self.unacked = []
+        self.control.update(last_checkpoint=str(path))
+        return path
+
+    def _serve_checkpoint_requests(self) -> None:
+        for request in self.control.take_checkpoint_requests():
+            try:
+                path = self._checkpoint(request.tag)
+                self.control.answer(request, str(path), self.trainer.version)
+            except Exception as exc:  # the caller gets the error; training goes on
+                self.control.answer(request, "", self.trainer.version, str(exc))
+
+    def _append_log(self, step_log: StepLog) -> None:
+        self.arm_dir.mkdir(parents=True, exist_ok=True)
+        with self.steps_file.open("a") as handle:
+            handle.write(json.dumps(step_log.to_json(), sort_keys=True) + "\n")
+
+    def _truncate_log(self, step: int) -> None:
+        if not self.steps_file.is_file():
+            return
+        lines = self.steps_file.read_text().splitlines()
+        kept = [line for line in lines if line and json.loads(line)["step"] <= step]
+        self.steps_file.write_text("".join(f"{line}\n" for line in kept))
+
+    def _report(self, step_log: StepLog) -> None:
+        self._serve_checkpoint_requests()
+        total = self.config.total_steps
+        checkpoint.write_json_atomically(
+            self.arm_dir / "progress.json",
+            {
+                "step": step_log.step,
+                "total": total,
+                "arm": self.config.arm,
+                "policy_version": self.trainer.version,
+                "dropped_stale": self.dropped_total,
+            },
+        )
+        if self.metrics is not None:
+            self.metrics.record_step(self.config.arm, step_log)
+        self.control.update(
+            step=step_log.step,
+            policy_version=self.trainer.version,
+            last_step_at=now(),
+            losses={"total": step_log.loss},
+            metrics=_numbers(step_log.to_json()),
+        )
+
+
+def _numbers(data: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and k != "step"}
+
+
+_NO_DELIVERY: Any = None
+EvaluatorFactory = Callable[[GrpoTrainer], Evaluator]

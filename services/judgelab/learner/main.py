@@ -1,0 +1,148 @@
+"""``python -m judgelab.learner.main EXPERIMENT --phase=train-policy [--arm ARM]`` (or torchrun).
+
+Rank 0 serves gRPC ``Learner`` and ``/metrics``, reads the arm's streams, publishes versions and
+writes checkpoints under ``RUN_DIR/EXPERIMENT/arms/ARM``; other ranks train on what it
+broadcasts. Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
+step in progress (checkpointing first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from pathlib import Path
+
+from judgelab.api.v1 import learner_pb2_grpc
+from judgelab.engines.transformers_engine import TransformersEngine
+from judgelab.learner.control import LearnerControl
+from judgelab.learner.distributed import DistInfo, init_from_env, shutdown
+from judgelab.learner.loop import LearnerLoop, LoopConfig
+from judgelab.learner.metrics import LearnerMetrics
+from judgelab.learner.publish import DirectoryPublisher
+from judgelab.learner.servicer import SERVICE_NAME, LearnerServicer
+from judgelab.learner.settings import settings_from_spec
+from judgelab.learner.source import StreamGroupSource
+from judgelab.learner.trainer import GrpoTrainer
+from judgelab.queues import connect
+from judgelab.queues.names import StreamNames
+from judgelab.serving.lifecycle import announce
+from judgelab.serving.server import GrpcServer, ServiceBinding
+from judgelab.spec.experiment import Experiment
+from judgelab.spec.loader import load_experiment
+from judgelab.spec.policy import GrpoAlgorithm
+
+log = logging.getLogger(__name__)
+PHASES = ("train-policy",)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="judgelab.learner.main", description=__doc__)
+    parser.add_argument("experiment", help="Experiment YAML file")
+    parser.add_argument("--phase", default="train-policy", choices=PHASES)
+    parser.add_argument("--arm", default=None, help="Arm to train (default: every arm, in turn)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free one)")
+    parser.add_argument("--metrics-port", type=int, default=9090, help="/metrics port (-1: none)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument("--checkpoint-every", type=int, default=1)
+    parser.add_argument("--keep-checkpoints", type=int, default=3)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    experiment = load_experiment(args.experiment)
+    logging.basicConfig(level=experiment.spec.runtime.log_level.upper())
+    info = init_from_env()
+    arms = [a for a in experiment.spec.arms if args.arm in (None, a.name)]
+    if not arms:
+        raise SystemExit(f"no arm named {args.arm!r} in {experiment.metadata.name}")
+    redis_url = args.redis_url or experiment.spec.runtime.redis_url
+    if redis_url is None:
+        raise SystemExit(
+            "the learner needs Redis: --redis-url, REDIS_URL or spec.runtime.redis_url"
+        )
+    metrics = LearnerMetrics(experiment.metadata.name)
+    control = LearnerControl()
+    server = _start_services(args, metrics, control, experiment) if info.is_main else None
+    signal.signal(signal.SIGTERM, lambda *_: control.request_stop("SIGTERM", True, 0))
+    try:
+        for arm in arms:
+            _train_arm(experiment, arm.name, arm.seed, args, info, metrics, control, redis_url)
+            if control.stop_requested:
+                break
+    finally:
+        if server is not None:
+            server.stop(10.0)
+        shutdown()
+
+
+def _train_arm(
+    experiment: Experiment,
+    arm: str,
+    seed: int | None,
+    args: argparse.Namespace,
+    info: DistInfo,
+    metrics: LearnerMetrics,
+    control: LearnerControl,
+    redis_url: str,
+) -> None:
+    policy = experiment.spec.policy
+    algo = policy.algorithm
+    if not isinstance(algo, GrpoAlgorithm):
+        raise SystemExit(f"train-policy runs GRPO; {algo.name!r} is not served by this learner")
+    settings = settings_from_spec(policy, experiment.spec.runtime.seed if seed is None else seed)
+    engine = TransformersEngine.from_spec(policy.model)
+    trainer = GrpoTrainer(engine.model, engine.tokenizer.pad_token_id, settings, dist_info=info)
+    names = StreamNames(experiment.metadata.name)
+    run = Path(experiment.spec.runtime.run_dir) / experiment.metadata.name
+    source, publisher = None, None
+    if info.is_main:
+        client = connect(redis_url)
+        source = StreamGroupSource(client, names, arm, engine.tokenizer)
+        publisher = DirectoryPublisher(
+            run / "policy" / arm, client, names.policy_version(arm), base_model=policy.model.name
+        )
+    control.update(total_steps=algo.steps)
+    config = LoopConfig(
+        arm,
+        total_steps=algo.steps,
+        prompts_per_step=algo.prompts_per_step,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        eval_every=experiment.spec.evaluation.every_n_steps,
+        hacking_margin=experiment.spec.evaluation.hacking_margin,
+    )
+    loop = LearnerLoop(
+        trainer,
+        source,
+        publisher,
+        run / "arms" / arm,
+        config,
+        metrics=metrics if info.is_main else None,
+        control=control,
+    )
+    loop.resume()
+    loop.run()
+
+
+def _start_services(
+    args: argparse.Namespace,
+    metrics: LearnerMetrics,
+    control: LearnerControl,
+    experiment: Experiment,
+) -> GrpcServer:
+    servicer = LearnerServicer(control, base_model=experiment.spec.policy.model.name)
+    binding = ServiceBinding(servicer, learner_pb2_grpc.add_LearnerServicer_to_server, SERVICE_NAME)
+    server = GrpcServer([binding], host=args.host, port=args.port, metrics=metrics.service).start()
+    metrics_port = None
+    if args.metrics_port >= 0:
+        metrics_port = metrics.service.serve_http(args.metrics_port, args.host)
+    announce({"service": "learner", "grpc": server.address, "metrics": metrics_port})
+    return server
+
+
+if __name__ == "__main__":
+    main()
