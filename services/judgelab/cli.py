@@ -139,7 +139,9 @@ def generate(
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="judge-pool or gold-annotator.")],
+    service: Annotated[
+        str, typer.Argument(help="judge-pool, gold-annotator or rollout-generator.")
+    ],
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 in a pod).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="gRPC port; 0: any free one.")] = 0,
@@ -190,10 +192,68 @@ def _serve_gold_annotator(spec: Any, options: dict[str, Any], judges: list[str] 
     serve_gold_annotator(spec, ServeOptions(**options))
 
 
+def _serve_rollout_generator(spec: Any, options: dict[str, Any], judges: list[str] | None) -> None:
+    from judgelab.rollout.main import ServeOptions, serve_rollout_generator
+
+    if judges:
+        raise ValueError("--judge is for the judge pool; the rollout generator serves every arm")
+    serve_rollout_generator(spec, ServeOptions(**options))
+
+
 SERVICES: dict[str, Callable[[Any, dict[str, Any], list[str] | None], None]] = {
     "judge-pool": _serve_judge_pool,
     "gold-annotator": _serve_gold_annotator,
+    "rollout-generator": _serve_rollout_generator,
 }
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (holds state.json).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The raw phase state (state.json) instead of text.")
+    ] = False,
+) -> None:
+    """Show a local run: its phase, each stage's units and their state, services and arms."""
+    import json
+
+    from judgelab.runtime.errors import NotARunDir
+    from judgelab.runtime.status_view import load_status, render_status
+
+    try:
+        state = load_status(run_dir)
+    except NotARunDir as err:
+        _fail(str(err), err.exit_code)
+    if as_json:
+        typer.echo(json.dumps(state.to_dict(), indent=1, sort_keys=True))
+    else:
+        typer.echo(render_status(run_dir, state), nl=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (arms/, evaluate/, ...).")],
+    margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.99, help="Hacking-onset margin, as a share of the score scale's span."
+        ),
+    ] = 0.05,
+    resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Write the study report (report.md, report.html, report/*.png, results.json)."""
+    from judgelab.evaluation.report import ReportInputError, ReportOptions, build_report
+
+    options = ReportOptions(
+        onset_margin_fraction=margin, bootstrap_resamples=resamples, bootstrap_seed=seed
+    )
+    try:
+        written = build_report(run_dir, options)
+    except ReportInputError as err:
+        _fail(str(err))
+    for path in written.paths():
+        typer.echo(str(path))
 
 
 @app.command()
