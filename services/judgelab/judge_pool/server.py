@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from judgelab.api.v1 import judge_pool_pb2, judge_pool_pb2_grpc
 from judgelab.engines.base import Engine
@@ -51,8 +52,27 @@ def build_judge_pool(
         if key not in engines:
             log.info("loading %s for judge %s", spec.model.name, spec.name)
             engines[key] = engine_factory(spec.model)
-        add_judge(pool, spec, engines[key])
+        add_judge(pool, spec, _trained(experiment, spec.name, engines[key]))
     return pool
+
+
+def _trained(experiment: Experiment, judge: str, engine: Engine) -> Engine:
+    """The judge's engine with its trained adapter merged, once TrainJudges has written one."""
+    from judgelab.engines.adapters import apply_adapter, judge_adapter_dir
+    from judgelab.engines.transformers_engine import TransformersEngine
+
+    run = Path(experiment.spec.runtime.run_dir) / experiment.metadata.name
+    adapter = judge_adapter_dir(run, judge)
+    if not adapter.is_dir():
+        return engine
+
+    if not isinstance(engine, TransformersEngine):
+        raise ValueError(
+            f"judge {judge!r} has a trained adapter at {adapter}, but its model runs on an engine "
+            "that cannot load one (use the transformers engine)"
+        )
+    log.info("judge %s: serving the trained adapter %s", judge, adapter)
+    return apply_adapter(engine, adapter)
 
 
 def add_judge(pool: JudgePool, spec: ProxyJudgeSpec, engine: Engine) -> None:

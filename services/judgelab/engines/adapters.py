@@ -1,0 +1,36 @@
+"""Trained LoRA adapters on top of a transformers engine: where a run keeps a trained judge's
+adapter, and an engine with it merged in (what the judge pool serves once TrainJudges ran)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from judgelab.engines.transformers_engine import TransformersEngine
+
+
+def judge_adapter_dir(run: Path, judge: str) -> Path:
+    """RUN/judges/{judge}/adapter: written by TrainJudges, read by the judge pool."""
+    return run / "judges" / judge / "adapter"
+
+
+def apply_adapter(base: TransformersEngine, adapter: Path) -> TransformersEngine:
+    """A new engine on a copy of ``base``'s model with the LoRA adapter at ``adapter`` merged."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(adapter))
+    return merged_engine(model, base)
+
+
+def merged_engine(model: Any, base: TransformersEngine) -> TransformersEngine:
+    """An engine on ``model`` with LoRA weights merged in (plain forward passes, no adapter hop)."""
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return TransformersEngine(
+        merged,
+        base.tokenizer,
+        max_batch_size=base.max_batch_size,
+        device=base.device,
+        name=f"{base.name}+trained",
+        context_length=base.context_length,
+    )
