@@ -208,6 +208,38 @@ SERVICES: dict[str, Callable[[Any, dict[str, Any], list[str] | None], None]] = {
 
 
 @app.command()
+def run(
+    experiment: Annotated[
+        Path | None, typer.Argument(help="Experiment YAML file (not with --resume).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the study in this run directory.")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(help="Parent of the run directory (default: the spec's runtime.run_dir)."),
+    ] = None,
+) -> None:
+    """Run a whole study on this machine: Annotate, TrainJudges, TrainPolicy, Evaluate, report."""
+    from judgelab.spec import SpecError
+
+    if (experiment is None) == (resume is None):
+        _fail("give an experiment file, or --resume RUN_DIR (not both)", 2)
+    from judgelab.runtime.launch import resume_run, start_run
+    from judgelab.runtime.runners import RUNNERS
+
+    try:
+        if resume is not None:
+            code = resume_run(resume, RUNNERS)
+        else:
+            assert experiment is not None
+            code = start_run(experiment, runs_dir, RUNNERS)
+    except SpecError as err:
+        _fail(str(err), 2)
+    raise typer.Exit(code)
+
+
+@app.command()
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (holds state.json).")],
     as_json: Annotated[

@@ -19,9 +19,8 @@ from support.redis_server import RedisServer
 from judgelab.api.v1 import common_pb2, rollout_pb2, rollout_pb2_grpc
 from judgelab.engines.base import ChatMessage
 from judgelab.queues import connect
-from judgelab.queues.messages import RolloutGroup
+from judgelab.queues.messages import PromptMessage, RolloutGroup
 from judgelab.queues.names import StreamNames
-from judgelab.rollout.prompts import PromptMessage
 
 pytestmark = pytest.mark.slow
 

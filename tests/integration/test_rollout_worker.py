@@ -18,11 +18,10 @@ from judgelab.engines.base import ChatMessage
 from judgelab.engines.policy_store import PolicyStore, publish_policy_version
 from judgelab.engines.tiny import tiny_engine
 from judgelab.queues import Consumer, connect
-from judgelab.queues.messages import RolloutGroup
+from judgelab.queues.messages import PromptMessage, RolloutGroup
 from judgelab.queues.names import StreamNames
 from judgelab.rollout.generator import GenerationDefaults, RolloutGenerator
 from judgelab.rollout.policy import PolicyHolder
-from judgelab.rollout.prompts import PromptMessage
 from judgelab.rollout.worker import PromptSampler, consumer_group
 from judgelab.serving.stream_worker import StreamWorker
 

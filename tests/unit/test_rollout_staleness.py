@@ -12,11 +12,11 @@ import torch
 from judgelab.engines.base import ChatMessage
 from judgelab.engines.policy_store import PolicyStore, publish_policy_version
 from judgelab.engines.transformers_engine import TransformersEngine
+from judgelab.queues.messages import PromptMessage
 from judgelab.queues.names import StreamNames
 from judgelab.rollout.generator import GenerationDefaults, RolloutGenerator
 from judgelab.rollout.metrics import RolloutMetrics
 from judgelab.rollout.policy import PolicyHolder
-from judgelab.rollout.prompts import PromptMessage
 from judgelab.rollout.worker import PromptSampler, StaleRollouts
 
 MESSAGES = [PromptMessage("m0", "Say hi."), PromptMessage("m1", [ChatMessage("user", "Count.")])]

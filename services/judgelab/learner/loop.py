@@ -85,6 +85,8 @@ class LearnerLoop:
         """Restore the latest checkpoint of this arm, if any; drop log lines past it."""
         path = checkpoint.latest(self.arm_dir)
         if path is None:
+            if self.is_main:
+                self._truncate_log(0)  # steps logged by a run that never checkpointed
             return None
         extra = self.trainer.resume(path)
         self.trained = set(extra.get("trained_group_ids", []))
@@ -102,6 +104,8 @@ class LearnerLoop:
     def run(self) -> None:
         """Train until ``total_steps`` or a stop request; then answer pending requests."""
         try:
+            if self.is_main and self.trainer.version == 0:
+                self._evaluate_start()
             while self.trainer.version < self.config.total_steps:
                 started = time.perf_counter()
                 batch = self._next_batch()
@@ -181,13 +185,41 @@ class LearnerLoop:
         every = self.config.eval_every
         if self.evaluator is None or not every or step_log.step % every:
             return step_log
-        result = dict(self.evaluator(step_log.step, self.trainer))
-        proxy, gold = result.get("proxy_reward"), result.get("gold_reward")
-        if isinstance(proxy, int | float) and isinstance(gold, int | float):
-            result.update(self.tracker.update(step_log.step, float(proxy), float(gold)))
+        return step_log.with_evaluation(self._evaluation(step_log.step))
+
+    def _evaluate_start(self) -> None:
+        """Step 0 (the starting policy, KL 0): the origin of the gold curves and the Gao fit."""
+        if self.evaluator is None or not self.config.eval_every:
+            return
+        recorded = self._recorded_start()
+        if recorded is not None:  # a rerun before the first checkpoint: only the tracker
+            self._track(0, recorded)
+            return
+        result = self._evaluation(0)
+        line = {"step": 0, "policy_version": 0, "proxy_reward_mean": None, "kl": 0.0}
+        self._append_json({**line, "eval": result})
+
+    def _evaluation(self, step: int) -> dict[str, Any]:
+        assert self.evaluator is not None
+        result = dict(self.evaluator(step, self.trainer))
+        self._track(step, result)
         if self.metrics is not None:
             self.metrics.record_evaluation(self.config.arm, result)
-        return step_log.with_evaluation(result)
+        return result
+
+    def _track(self, step: int, result: dict[str, Any]) -> None:
+        proxy, gold = result.get("proxy_reward"), result.get("gold_reward")
+        if isinstance(proxy, int | float) and isinstance(gold, int | float):
+            result.update(self.tracker.update(step, float(proxy), float(gold)))
+
+    def _recorded_start(self) -> dict[str, Any] | None:
+        if not self.steps_file.is_file():
+            return None
+        for line in self.steps_file.read_text().splitlines():
+            data = json.loads(line) if line else {}
+            if data.get("step") == 0 and isinstance(data.get("eval"), dict):
+                return dict(data["eval"])
+        return None
 
     # -- durability --------------------------------------------------------------------------
     def _checkpoint(self, tag: str = "") -> Path:
@@ -219,9 +251,12 @@ class LearnerLoop:
                 self.control.answer(request, "", self.trainer.version, str(exc))
 
     def _append_log(self, step_log: StepLog) -> None:
+        self._append_json(step_log.to_json())
+
+    def _append_json(self, line: dict[str, Any]) -> None:
         self.arm_dir.mkdir(parents=True, exist_ok=True)
         with self.steps_file.open("a") as handle:
-            handle.write(json.dumps(step_log.to_json(), sort_keys=True) + "\n")
+            handle.write(json.dumps(line, sort_keys=True) + "\n")
 
     def _truncate_log(self, step: int) -> None:
         if not self.steps_file.is_file():

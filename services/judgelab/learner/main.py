@@ -3,7 +3,9 @@
 Rank 0 serves gRPC ``Learner`` and ``/metrics``, reads the arm's streams, publishes versions and
 writes checkpoints under ``RUN_DIR/EXPERIMENT/arms/ARM``; other ranks train on what it
 broadcasts. Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
-step in progress (checkpointing first).
+step in progress (checkpointing first). With ``--gold-address`` the policy is gold-evaluated at
+step 0 and every ``evaluation.every_n_steps`` (see ``gold_eval``); ``--judge-pool-address``
+adds the arm's proxy judge on the same samples.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from judgelab.api.v1 import learner_pb2_grpc
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.learner.control import LearnerControl
 from judgelab.learner.distributed import DistInfo, init_from_env, shutdown
+from judgelab.learner.gold_eval import build_gold_evaluator
 from judgelab.learner.loop import LearnerLoop, LoopConfig
 from judgelab.learner.metrics import LearnerMetrics
 from judgelab.learner.publish import DirectoryPublisher
@@ -48,6 +51,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--checkpoint-every", type=int, default=1)
     parser.add_argument("--keep-checkpoints", type=int, default=3)
+    parser.add_argument(
+        "--gold-address",
+        default=os.environ.get("JUDGELAB_GOLD_ADDRESS"),
+        help="host:port of the gold annotator (enables the in-loop gold evaluation)",
+    )
+    parser.add_argument(
+        "--judge-pool-address",
+        default=os.environ.get("JUDGELAB_JUDGE_POOL_ADDRESS"),
+        help="host:port of the judge pool (the arm's proxy judge scores the evaluation samples)",
+    )
+    parser.add_argument(
+        "--heldout-prompts",
+        type=Path,
+        default=None,
+        help="held-out prompts file (default: RUN_DIR/EXPERIMENT/annotate/policy_eval.jsonl)",
+    )
     return parser.parse_args(argv)
 
 
@@ -115,12 +134,19 @@ def _train_arm(
         eval_every=experiment.spec.evaluation.every_n_steps,
         hacking_margin=experiment.spec.evaluation.hacking_margin,
     )
+    evaluator = None
+    if info.is_main and args.gold_address:
+        heldout = args.heldout_prompts or run / "annotate" / "policy_eval.jsonl"
+        evaluator = build_gold_evaluator(
+            experiment, arm, engine.tokenizer, heldout, args.gold_address, args.judge_pool_address
+        )
     loop = LearnerLoop(
         trainer,
         source,
         publisher,
         run / "arms" / arm,
         config,
+        evaluator=evaluator,
         metrics=metrics if info.is_main else None,
         control=control,
     )

@@ -45,8 +45,15 @@ class StepLog:
     evaluation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The ``steps.jsonl`` line; carries the report's names (``proxy_reward_mean``, ``eval``:
+        see ``judgelab.evaluation.report``) next to the trainer's own."""
         data = dataclasses.asdict(self)
         data["group_ids"] = list(self.group_ids)
+        data["proxy_reward_mean"] = self.reward_mean
+        data["proxy_reward_std"] = self.reward_std
+        evaluation = data.pop("evaluation")
+        if evaluation is not None:
+            data["eval"] = evaluation
         return data
 
     def with_times(self, times: StepTimes) -> StepLog:

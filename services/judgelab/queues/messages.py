@@ -36,6 +36,7 @@ __all__ = [
     "GoldResult",
     "Message",
     "Prompt",
+    "PromptMessage",
     "Rollout",
     "RolloutGroup",
     "SampleMessage",
@@ -79,6 +80,46 @@ def _read_prompt(data: Reader, key: str = "prompt") -> Prompt:
             raise turn.fail("role", f"must be one of {', '.join(_ROLES)}, got {role!r}")
         turns.append(ChatMessage(cast(Role, role), turn.text("content")))
     return turns
+
+
+@dataclass(frozen=True)
+class PromptMessage(Message):
+    """A prompt on ``jl:{experiment}:prompts`` to sample one rollout group for.
+
+    ``id`` is the idempotency key (answered once per arm) and becomes the group id, so a
+    producer that sends the same data-set prompt again (a later step or epoch) gives it a new
+    id, e.g. ``f"{arm}:step{k}:{prompt_id}"``. ``arm`` None: every arm samples it; set: only
+    that arm's generators do (the others acknowledge it without output).
+    """
+
+    KIND: ClassVar[str] = "prompt"
+
+    id: str
+    prompt: Prompt
+    reference: str | None = None
+    arm: str | None = None
+
+    def conversation(self) -> list[ChatMessage]:
+        if isinstance(self.prompt, str):
+            return [ChatMessage("user", self.prompt)]
+        return list(self.prompt)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "prompt": _prompt_json(self.prompt),
+            "reference": self.reference,
+            "arm": self.arm,
+        }
+
+    @classmethod
+    def from_json(cls, data: Reader) -> Self:
+        return cls(
+            id=data.text("id", nonempty=True),
+            prompt=_read_prompt(data),
+            reference=data.opt_text("reference"),
+            arm=data.opt_text("arm"),
+        )
 
 
 @dataclass(frozen=True)

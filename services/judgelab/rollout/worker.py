@@ -14,10 +14,9 @@ import logging
 from collections.abc import Sequence
 
 from judgelab.queues.consumer import Delivery, Output
-from judgelab.queues.messages import Rollout, RolloutGroup
+from judgelab.queues.messages import PromptMessage, Rollout, RolloutGroup
 from judgelab.queues.names import StreamNames
 from judgelab.rollout.generator import GroupResult, PromptInput, RolloutGenerator
-from judgelab.rollout.prompts import PromptMessage
 from judgelab.serving.errors import invalid
 from judgelab.serving.stream_worker import Finish
 

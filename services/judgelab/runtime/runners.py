@@ -1,0 +1,56 @@
+"""The unit runner of every stage, as `judgelab run` wires them.
+
+Annotate labels the judge splits through the gold annotator service; TrainJudges trains one
+proxy judge per unit in this process (the judge pool, started for the next stage, serves the
+trained adapters); TrainPolicy runs one arm's learner against the running services; Evaluate
+scores every arm's final outputs and writes the report.
+"""
+
+from __future__ import annotations
+
+from judgelab.phases import Stage
+from judgelab.phases.stages import ANNOTATOR, JUDGE_POOL
+from judgelab.runtime.context import Runners, UnitContext
+from judgelab.runtime.progress import Unit
+from judgelab.runtime.train_policy import run_train_policy
+
+
+def run_annotate_unit(context: UnitContext, unit: Unit) -> None:
+    from judgelab.units.annotate import run_annotate
+
+    run_annotate(
+        context.experiment,
+        context.run_dir,
+        gold_address=context.address(ANNOTATOR),
+        progress=context.report,
+        cancelled=context.cancelled,
+    )
+
+
+def run_train_judge_unit(context: UnitContext, unit: Unit) -> None:
+    from judgelab.units.judge_training import run_train_judge
+
+    run_train_judge(context.experiment, context.run_dir, unit.name, progress=context.report)
+
+
+def run_evaluate_unit(context: UnitContext, unit: Unit) -> None:
+    from judgelab.evaluation.report import build_report
+    from judgelab.units.evaluate import run_evaluate
+
+    run_evaluate(
+        context.experiment,
+        context.run_dir,
+        gold_address=context.address(ANNOTATOR),
+        judge_pool_address=context.address(JUDGE_POOL),
+        progress=context.report,
+        cancelled=context.cancelled,
+    )
+    build_report(context.run_dir)
+
+
+RUNNERS: Runners = {
+    Stage.ANNOTATE: run_annotate_unit,
+    Stage.TRAIN_JUDGES: run_train_judge_unit,
+    Stage.TRAIN_POLICY: run_train_policy,
+    Stage.EVALUATE: run_evaluate_unit,
+}

@@ -1,0 +1,245 @@
+"""SFT of one pointwise proxy judge on gold labels: TRL ``SFTTrainer``, LoRA by default.
+
+A training example is exactly what the judge sends at judging time, so training and judging
+read the same position:
+
+* non-reasoning: the judge's conversation rendered with the chat template plus the prefilled
+  ``"Score: "``; the target is only the gold score's candidate tokens (``scale.candidates()``,
+  tokenized in context as ``TransformersEngine.score_candidates`` tokenizes them);
+* reasoning: the rendered conversation (nothing prefilled); the target is the gold reasoning
+  cut to ``reasoning_budget`` tokens, the final ``Score: n`` line and the end-of-turn token.
+
+The loss is on the target tokens only (labels -100 elsewhere). Rows the gold judge did not
+label validly are skipped and counted by reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from judgelab.engines.chat import render_prompt
+from judgelab.judging import JudgeConfig, PointwiseJudge
+from judgelab.judging.prompting import assistant_prefix
+from judgelab.spec.training import LoraSpec, SftSpec
+from judgelab.units.gold_rows import GoldRow, sample_of
+from judgelab.units.progress import ProgressFn
+
+IGNORE = -100
+#: Progress callback: (optimiser steps done, total steps, note).
+Progress = ProgressFn
+
+
+@dataclass(frozen=True)
+class SftExample:
+    """One tokenized training sequence; ``labels`` is -100 outside the target."""
+
+    id: str
+    input_ids: list[int]
+    labels: list[int]
+    prompt_truncated: bool = False
+
+    @property
+    def target_ids(self) -> list[int]:
+        return [t for t in self.labels if t != IGNORE]
+
+
+@dataclass
+class SftExamples:
+    """The examples built from a split, and the rows skipped with their reasons."""
+
+    examples: list[SftExample] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(reason for _, reason in self.skipped))
+
+
+@dataclass(frozen=True)
+class SftResult:
+    """What one SFT run did: the trained model, its per-step losses and its cost."""
+
+    model: Any
+    losses: list[float]
+    steps: int
+    seconds: float
+
+
+def build_examples(
+    judge: PointwiseJudge, tokenizer: Any, rows: Sequence[GoldRow], max_length: int
+) -> SftExamples:
+    """Training sequences for ``judge`` from gold rows (invalid rows skipped with a reason)."""
+    built = SftExamples()
+    for row in rows:
+        reason = skip_reason(judge.config, row)
+        if reason is None:
+            example = _example(judge, tokenizer, row, max_length)
+            if isinstance(example, str):
+                reason = example
+            else:
+                built.examples.append(example)
+        if reason is not None:
+            built.skipped.append((row.id, reason))
+    return built
+
+
+def skip_reason(config: JudgeConfig, row: GoldRow) -> str | None:
+    """Why a gold row cannot teach this judge, or None."""
+    if not row.valid:
+        return f"gold_invalid:{row.invalid_reason or 'unknown'}"
+    if row.score is None:
+        return "gold_score_missing"
+    if row.score not in config.scale:
+        return "gold_score_off_scale"
+    if config.reference_guided and not row.reference:
+        return "reference_missing"
+    if config.reasoning and not row.reasoning.strip():
+        return "gold_reasoning_missing"
+    return None
+
+
+def _example(
+    judge: PointwiseJudge, tokenizer: Any, row: GoldRow, max_length: int
+) -> SftExample | str:
+    config = judge.config
+    assert row.score is not None
+    conversation = judge.conversation(sample_of(row))
+    prompt = render_prompt(tokenizer, conversation, assistant_prefix(config))
+    prompt_ids = encode(tokenizer, prompt)
+    if config.reasoning:
+        text = reasoning_target(tokenizer, config, row.reasoning, row.score)
+        target = continuation_ids(tokenizer, prompt, prompt_ids, text) + [eos_id(tokenizer)]
+    else:
+        candidate = config.scale.candidates()[row.score - config.scale.min]
+        target = continuation_ids(tokenizer, prompt, prompt_ids, candidate)
+    if len(target) >= max_length:
+        return "target_longer_than_max_length"
+    room = max_length - len(target)
+    truncated = len(prompt_ids) > room
+    prompt_ids = prompt_ids[-room:]  # the spec's rule: cut the prompt from the left
+    return SftExample(
+        id=row.id,
+        input_ids=prompt_ids + target,
+        labels=[IGNORE] * len(prompt_ids) + target,
+        prompt_truncated=truncated,
+    )
+
+
+def reasoning_target(tokenizer: Any, config: JudgeConfig, reasoning: str, score: int) -> str:
+    """Gold reasoning cut to the judge's budget, then the final score line."""
+    text = reasoning.strip()
+    budget = config.reasoning_budget
+    if budget is not None:
+        ids = encode(tokenizer, text)
+        if len(ids) > budget:
+            text = tokenizer.decode(ids[:budget], skip_special_tokens=True).rstrip()
+    return f"{text}\n{config.scale.answer(score)}"
+
+
+def continuation_ids(tokenizer: Any, prompt: str, prompt_ids: list[int], text: str) -> list[int]:
+    """``text``'s tokens as the model writes them after ``prompt`` (the engine's own rule)."""
+    joint = encode(tokenizer, prompt + text)
+    if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
+        return joint[len(prompt_ids) :]
+    return encode(tokenizer, text)
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def eos_id(tokenizer: Any) -> int:
+    token_id = tokenizer.eos_token_id
+    if token_id is None:
+        raise ValueError("the judge's tokenizer has no end-of-turn (eos) token")
+    return int(token_id)
+
+
+def train_sft(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[SftExample],
+    settings: SftSpec,
+    lora: LoraSpec,
+    work_dir: Path,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SftResult:
+    """Fine-tune ``model`` (wrapped with LoRA when enabled; modified in place) on ``examples``."""
+    if not examples:
+        raise ValueError("no valid gold-labelled example to train the judge on")
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    if lora.enabled:
+        model = _with_lora(model, lora)
+    dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    config = SFTConfig(
+        output_dir=str(work_dir),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        max_length=None,  # examples are cut to the spec's max_length already
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=_on_cpu(model),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        bf16=False,
+        fp16=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[_progress_callback(progress)] if progress is not None else None,
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not stdout
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    trained: Any = trainer.model
+    trained.eval()
+    return SftResult(model=trained, losses=losses, steps=trainer.state.global_step, seconds=seconds)
+
+
+def _with_lora(model: Any, lora: LoraSpec) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _on_cpu(model: Any) -> bool:
+    return bool(next(model.parameters()).device.type == "cpu")
+
+
+def _progress_callback(progress: Progress) -> Any:
+    from transformers import TrainerCallback
+
+    class _Report(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            loss = (logs or {}).get("loss")
+            note = f"loss {loss:.4f}" if isinstance(loss, float) else ""
+            progress(state.global_step, state.max_steps, note)
+
+    return _Report()

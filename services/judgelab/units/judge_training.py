@@ -1,0 +1,228 @@
+"""The TrainJudges unit: train one proxy judge on the gold labels and measure it before/after.
+
+``run_train_judge`` reads RUN/annotate/judge_{train,eval}.jsonl, evaluates the judge untrained,
+runs its recipe, saves the adapter to RUN/judges/<name>/adapter/ (atomically), records
+RUN/judges/<name>/training.json, evaluates the trained judge and updates RUN/judges.json.
+
+Recipes run here: ``none`` (evaluation only) and ``sft`` for pointwise judges. The GRPO stage of
+``sft+grpo`` is not implemented: the unit runs its SFT stage and records ``"grpo": "not run"``.
+Pairwise judges are evaluated but not trained yet (their training.json says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from judgelab.engines import build_engine
+from judgelab.engines.adapters import apply_adapter, judge_adapter_dir, merged_engine
+from judgelab.engines.base import Engine
+from judgelab.engines.transformers_engine import TransformersEngine
+from judgelab.judging import JudgeConfig, PairwiseJudge, PointwiseJudge
+from judgelab.spec import Experiment
+from judgelab.spec.judges import ProxyJudgeSpec
+from judgelab.spec.model import ModelSpec
+from judgelab.units.gold_rows import JUDGE_EVAL, JUDGE_TRAIN, gold_split_path, read_gold_rows
+from judgelab.units.judge_eval import (
+    JudgeEvaluation,
+    evaluate_judge,
+    update_judges_json,
+    write_json_atomic,
+)
+from judgelab.units.judge_sft import Progress, SftResult, build_examples, train_sft
+
+GRPO_NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class JudgeTrainingSummary:
+    """What the unit did for one judge; ``adapter_dir`` is None when nothing was trained."""
+
+    judge: str
+    recipe: str
+    examples: int
+    skipped: dict[str, int]
+    steps: int
+    losses: list[float]
+    seconds: float
+    grpo: str
+    adapter_dir: Path | None
+    untrained: JudgeEvaluation
+    trained: JudgeEvaluation | None
+    epochs: int = 0
+    skipped_rows: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def judge_dir(run_dir: Path, name: str) -> Path:
+    return run_dir / "judges" / name
+
+
+def adapter_dir(run_dir: Path, name: str) -> Path:
+    """Where a trained judge's LoRA adapter lives (what the judge pool loads)."""
+    return judge_adapter_dir(run_dir, name)
+
+
+def run_train_judge(
+    experiment: Experiment,
+    run_dir: Path,
+    judge_name: str,
+    progress: Progress | None = None,
+    engine: TransformersEngine | None = None,
+) -> JudgeTrainingSummary:
+    """Train and evaluate one proxy judge; ``engine`` replaces loading ``spec.model`` (tests)."""
+    spec = _judge_spec(experiment, judge_name)
+    config = JudgeConfig.from_proxy_spec(spec)
+    base = engine if engine is not None else _load_transformers(spec.model)
+    eval_rows = read_gold_rows(gold_split_path(run_dir, JUDGE_EVAL))
+    untrained = evaluate_judge(_judge(base, config), eval_rows, trained=False)
+    recipe = spec.training.recipe or "sft"
+    summary = JudgeTrainingSummary(
+        judge=spec.name,
+        recipe=recipe,
+        examples=0,
+        skipped={},
+        steps=0,
+        losses=[],
+        seconds=0.0,
+        grpo=GRPO_NOT_RUN,
+        adapter_dir=None,
+        untrained=untrained,
+        trained=None,
+    )
+    if recipe == "none" or spec.protocol == "pairwise":
+        note = "recipe none" if recipe == "none" else "pairwise judge training is not implemented"
+        summary = dataclasses.replace(summary, notes=[note])
+        _write_training_json(run_dir, summary)
+        update_judges_json(run_dir, [untrained])
+        return summary
+    result, summary = _sft(experiment, spec, config, base, run_dir, summary, progress)
+    trained_engine = merged_engine(result.model, base)
+    trained = evaluate_judge(_judge(trained_engine, config), eval_rows, trained=True)
+    summary = dataclasses.replace(summary, trained=trained)
+    _write_training_json(run_dir, summary)
+    update_judges_json(run_dir, [untrained, trained])
+    return summary
+
+
+def trained_judge_engine(model: ModelSpec, adapter: Path) -> TransformersEngine:
+    """The judge's base model with its trained adapter merged in: what the judge pool serves."""
+    return apply_adapter(_load_transformers(model), adapter)
+
+
+def _judge(engine: Engine, config: JudgeConfig) -> PointwiseJudge | PairwiseJudge:
+    if config.protocol == "pairwise":
+        return PairwiseJudge(engine, config)
+    return PointwiseJudge(engine, config)
+
+
+def _load_transformers(model: ModelSpec) -> TransformersEngine:
+    engine = build_engine(model)
+    if not isinstance(engine, TransformersEngine):
+        raise ValueError(
+            f"judge model {model.name!r} runs on engine {model.engine!r}; judge training needs "
+            "the in-process transformers engine"
+        )
+    return engine
+
+
+def _judge_spec(experiment: Experiment, name: str) -> ProxyJudgeSpec:
+    for spec in experiment.spec.judges:
+        if spec.name == name:
+            return spec
+    known = ", ".join(j.name for j in experiment.spec.judges) or "none"
+    raise ValueError(f"no judge named {name!r} in the experiment (judges: {known})")
+
+
+def _sft(
+    experiment: Experiment,
+    spec: ProxyJudgeSpec,
+    config: JudgeConfig,
+    base: TransformersEngine,
+    run_dir: Path,
+    summary: JudgeTrainingSummary,
+    progress: Progress | None,
+) -> tuple[SftResult, JudgeTrainingSummary]:
+    """SFT on a copy of the base model (the base stays untouched); the result saved."""
+    judge = PointwiseJudge(base, config)
+    settings = spec.training.sft
+    rows = read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
+    built = build_examples(judge, base.tokenizer, rows, settings.max_length)
+    model = copy.deepcopy(base.model)
+    with tempfile.TemporaryDirectory(prefix="judge-sft-") as work:
+        result = train_sft(
+            model,
+            base.tokenizer,
+            built.examples,
+            settings,
+            spec.training.lora,
+            Path(work),
+            seed=experiment.spec.runtime.seed,
+            progress=progress,
+        )
+    lora = spec.training.lora.enabled
+    target = adapter_dir(run_dir, spec.name) if lora else judge_dir(run_dir, spec.name) / "model"
+    saved = _save_atomic(result.model, base.tokenizer, target, lora)
+    notes = list(summary.notes)
+    if spec.training.recipe == "sft+grpo":
+        notes.append("the GRPO stage of sft+grpo is not implemented: SFT only")
+    return result, dataclasses.replace(
+        summary,
+        examples=len(built.examples),
+        skipped=built.skipped_by_reason,
+        skipped_rows=list(built.skipped),
+        steps=result.steps,
+        losses=result.losses,
+        seconds=result.seconds,
+        epochs=settings.epochs,
+        adapter_dir=saved,
+        notes=notes,
+    )
+
+
+def _save_atomic(model: Any, tokenizer: Any, target: Path, lora: bool) -> Path:
+    """Write the adapter (or the whole model) to a staging directory, then rename it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(str(staging))
+        if not lora:
+            tokenizer.save_pretrained(str(staging))
+        for path in staging.iterdir():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_training_json(run_dir: Path, summary: JudgeTrainingSummary) -> None:
+    record = {
+        "judge": summary.judge,
+        "recipe": summary.recipe,
+        "examples": summary.examples,
+        "skipped": summary.skipped,
+        "skipped_rows": [{"id": row, "reason": why} for row, why in summary.skipped_rows],
+        "epochs": summary.epochs,
+        "steps": summary.steps,
+        "train_loss": summary.losses,
+        "seconds": summary.seconds,
+        "grpo": summary.grpo,
+        "adapter_dir": None if summary.adapter_dir is None else str(summary.adapter_dir),
+        "untrained": summary.untrained.to_dict(),
+        "trained": None if summary.trained is None else summary.trained.to_dict(),
+        "notes": summary.notes,
+    }
+    path = judge_dir(run_dir, summary.judge) / "training.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
