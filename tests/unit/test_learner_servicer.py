@@ -79,3 +79,11 @@ def test_hacking_tracker_flags_rising_proxy_with_falling_gold() -> None:
     flagged = tracker.update(12, proxy=0.7, gold=0.45)
     assert flagged["hacking_detected"] == 1 and flagged["hacking_detected_at"] == 12
     assert flagged["best_gold_step"] == 4 and flagged["hacking_gap"] == pytest.approx(0.15)
+
+
+def test_the_charts_stage_and_unit_flags_select_the_phase_and_arm() -> None:
+    from judgelab.learner.main import parse_args
+
+    args = parse_args(["e.yaml", "--stage=train-judges", "--unit=plain", "--metrics-port=9090"])
+    assert (args.phase, args.arm, args.metrics_port) == ("train-judges", "plain", 9090)
+    assert parse_args(["e.yaml", "--phase", "train-policy", "--arm", "a"]).arm == "a"

@@ -1,5 +1,8 @@
 """``python -m judgelab.learner.main EXPERIMENT --phase=train-policy [--arm ARM]`` (or torchrun).
 
+The experiment chart's Jobs spell these ``--stage=STAGE --unit=UNIT``; ``--stage=train-judges
+--unit=JUDGE`` trains that proxy judge (the TrainJudges unit, on rank 0).
+
 Rank 0 serves gRPC ``Learner`` and ``/metrics``, reads the arm's streams, publishes versions and
 writes checkpoints under ``RUN_DIR/EXPERIMENT/arms/ARM``; other ranks train on what it
 broadcasts. Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
@@ -37,14 +40,16 @@ from judgelab.spec.loader import load_experiment
 from judgelab.spec.policy import GrpoAlgorithm
 
 log = logging.getLogger(__name__)
-PHASES = ("train-policy",)
+PHASES = ("train-policy", "train-judges")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="judgelab.learner.main", description=__doc__)
     parser.add_argument("experiment", help="Experiment YAML file")
-    parser.add_argument("--phase", default="train-policy", choices=PHASES)
-    parser.add_argument("--arm", default=None, help="Arm to train (default: every arm, in turn)")
+    parser.add_argument("--phase", "--stage", default="train-policy", choices=PHASES)
+    parser.add_argument(
+        "--arm", "--unit", default=None, help="Arm to train (default: every arm, in turn)"
+    )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free one)")
     parser.add_argument("--metrics-port", type=int, default=9090, help="/metrics port (-1: none)")
@@ -74,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     experiment = load_experiment(args.experiment)
     logging.basicConfig(level=experiment.spec.runtime.log_level.upper())
+    if args.phase == "train-judges":
+        _train_judge(experiment, args.arm)
+        return
     info = init_from_env()
     arms = [a for a in experiment.spec.arms if args.arm in (None, a.name)]
     if not arms:
@@ -96,6 +104,17 @@ def main(argv: list[str] | None = None) -> None:
         if server is not None:
             server.stop(10.0)
         shutdown()
+
+
+def _train_judge(experiment: Experiment, judge: str | None) -> None:
+    from judgelab.units.judge_training import run_train_judge
+
+    if judge is None:
+        raise SystemExit("--stage=train-judges needs --unit=JUDGE")
+    run = Path(experiment.spec.runtime.run_dir) / experiment.metadata.name
+    if init_from_env().is_main:
+        run_train_judge(experiment, run, judge)
+    shutdown()
 
 
 def _train_arm(
