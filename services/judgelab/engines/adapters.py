@@ -4,8 +4,9 @@ adapter, and an engine with it merged in (what the judge pool serves once TrainJ
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from judgelab.engines.transformers_engine import TransformersEngine
 
@@ -34,3 +35,30 @@ def merged_engine(model: Any, base: TransformersEngine) -> TransformersEngine:
         name=f"{base.name}+trained",
         context_length=base.context_length,
     )
+
+
+class LoraShape(Protocol):
+    """What a LoRA set-up says (the spec's ``LoraSpec``, the learner's settings)."""
+
+    @property
+    def r(self) -> int: ...
+    @property
+    def alpha(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def target_modules(self) -> Sequence[str]: ...
+
+
+def with_lora(model: Any, lora: LoraShape) -> Any:
+    """``model`` wrapped with fresh LoRA adapters (peft); only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)

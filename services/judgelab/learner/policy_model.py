@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from judgelab.engines.adapters import with_lora
 from judgelab.learner.batch import Batch
 from judgelab.learner.settings import LoraSettings
 
@@ -24,16 +25,8 @@ def wrap_policy(model: nn.Module, lora: LoraSettings) -> nn.Module:
         for param in model.parameters():
             param.requires_grad_(True)
         return model
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)  # type: ignore[no-any-return]
+    wrapped: nn.Module = with_lora(model, lora)
+    return wrapped
 
 
 class Reference:

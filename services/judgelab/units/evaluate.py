@@ -51,7 +51,7 @@ from judgelab.units.evaluate_results import (
     write_outputs,
 )
 from judgelab.units.evaluate_scoring import JudgePoolClient, Unscorable, Verdict, gold_verdicts
-from judgelab.units.progress import LINE_EVERY_S, ProgressFn, Step
+from judgelab.units.progress import ProgressFn, Step, stderr_progress
 from judgelab.units.responses import Cancelled
 
 __all__ = ["EvaluateError", "EvaluateSummary", "evaluate_dir", "run_evaluate"]
@@ -129,7 +129,7 @@ def run_evaluate(
     the unit closes it); ``cancelled`` stops the unit between batches (raises Cancelled).
     """
     started = time.monotonic()
-    report = progress if progress is not None else _stderr_progress()
+    report = progress if progress is not None else stderr_progress(label="evaluate")
     spec = experiment.spec
     prompts = read_eval_prompts(run_dir, spec.evaluation.heldout_prompts)
     per_prompt = spec.evaluation.samples_per_prompt
@@ -285,18 +285,3 @@ def _win_rate(outcomes: list[str]) -> float | None:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
-
-
-def _stderr_progress() -> ProgressFn:
-    """Default progress: ``[evaluate] note`` lines, at most one every LINE_EVERY_S per step."""
-    last: dict[str, float] = {}
-
-    def show(done: int, total: int, note: str) -> None:
-        step = note.split(" ", 1)[0]
-        now = time.monotonic()
-        if done not in (0, total) and now - last.get(step, 0.0) < LINE_EVERY_S:
-            return
-        last[step] = now
-        sys.stderr.write(f"[evaluate] {note}\n")
-
-    return show

@@ -18,6 +18,7 @@ import grpc
 from judgelab.api.v1 import judge_pool_pb2, judge_pool_pb2_grpc
 from judgelab.judging import Sample
 from judgelab.serving.errors import error_details
+from judgelab.units.gold import sample_index
 from judgelab.units.gold_grpc import RETRYABLE, GrpcGold, sample_to_proto
 
 EMPTY_RESPONSE = "empty_response"
@@ -148,7 +149,7 @@ class JudgePoolClient:
         for detail in error_details(error):
             if detail.field == "judge" and detail.reason == UNKNOWN_JUDGE:
                 raise Unscorable(f"not served by the judge pool: {detail.message}") from None
-            index = _sample_index(detail.field)
+            index = sample_index(detail.field)
             reason = SAMPLE_REFUSALS.get((detail.field.rsplit(".", 1)[-1], detail.reason))
             if reason is None or index is None or index >= len(chunk):
                 raise RuntimeError(
@@ -159,11 +160,3 @@ class JudgePoolClient:
         if not refused:
             raise RuntimeError(f"the judge pool refused the request: {error.details()}") from error
         return refused
-
-
-def _sample_index(field: str) -> int | None:
-    head = field.split(".", 1)[0]
-    if not (head.startswith("samples[") and head.endswith("]")):
-        return None
-    number = head[len("samples[") : -1]
-    return int(number) if number.isdigit() else None

@@ -140,7 +140,7 @@ def refusals(
     GoldError when any problem is something else or names no sample of the chunk."""
     refused: dict[str, GoldLabel] = {}
     for field, reason, message in problems:
-        index = _sample_index(field)
+        index = sample_index(field)
         if reason != TOO_LONG or index is None or index >= len(chunk):
             raise GoldError(f"the gold annotator refused the request: {field}: {reason}: {message}")
         sample = chunk[index]
@@ -150,7 +150,7 @@ def refusals(
     return refused
 
 
-def _sample_index(field: str) -> int | None:
+def sample_index(field: str) -> int | None:
     head = field.split(".", 1)[0]
     if not (head.startswith("samples[") and head.endswith("]")):
         return None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from judgelab.engines.adapters import with_lora
 from judgelab.engines.chat import render_prompt
 from judgelab.judging import JudgeConfig, PointwiseJudge
 from judgelab.judging.prompting import assistant_prefix
@@ -179,7 +180,7 @@ def train_sft(
     from trl import SFTConfig, SFTTrainer
 
     if lora.enabled:
-        model = _with_lora(model, lora)
+        model = with_lora(model, lora)
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
     config = SFTConfig(
         output_dir=str(work_dir),
@@ -214,19 +215,6 @@ def train_sft(
     trained: Any = trainer.model
     trained.eval()
     return SftResult(model=trained, losses=losses, steps=trainer.state.global_step, seconds=seconds)
-
-
-def _with_lora(model: Any, lora: LoraSpec) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
 
 
 def _on_cpu(model: Any) -> bool:

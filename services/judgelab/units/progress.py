@@ -14,8 +14,8 @@ ProgressFn = Callable[[int, int, str], None]
 LINE_EVERY_S = 2.0
 
 
-def stderr_progress(stream: TextIO | None = None) -> ProgressFn:
-    """A ProgressFn that prints ``[annotate] <note>`` lines, at most one every LINE_EVERY_S."""
+def stderr_progress(stream: TextIO | None = None, label: str = "annotate") -> ProgressFn:
+    """A ProgressFn that prints ``[label] <note>`` lines, at most one every LINE_EVERY_S."""
     out = stream if stream is not None else sys.stderr
     last: dict[str, float] = {}
 
@@ -25,7 +25,7 @@ def stderr_progress(stream: TextIO | None = None) -> ProgressFn:
         if done not in (0, total) and now - last.get(step, 0.0) < LINE_EVERY_S:
             return
         last[step] = now
-        out.write(f"[annotate] {note}\n")
+        out.write(f"[{label}] {note}\n")
         out.flush()
 
     return show
