@@ -35,8 +35,8 @@ from judge_pool_support import constant_pool, running, score_request
 
 from judgelab.serving.metrics import ServiceMetrics
 
-# The learner does not export these yet; the lead makes it export exactly these gauges
-# (labels experiment, arm). Replace this set with a scrape of the learner once it does.
+# The learner's gauges the dashboard and alerts read (labels experiment, arm); the learner's own
+# registry is checked to export them below.
 LEARNER_METRICS = {
     "judgelab_learner_proxy_reward",
     "judgelab_learner_gold_reward",
@@ -325,3 +325,10 @@ def test_every_metric_read_is_one_a_service_exports(service_metric_names: set[st
 def test_the_learner_metric_list_is_used_and_new(service_metric_names: set[str]) -> None:
     assert LEARNER_METRICS <= set(_used_metrics())
     assert not LEARNER_METRICS & service_metric_names
+
+
+def test_the_learner_exports_the_metrics_the_dashboard_reads() -> None:
+    from judgelab.learner.metrics import LearnerMetrics
+
+    families = LearnerMetrics("demo").service.registry.collect()
+    assert LEARNER_METRICS <= {family.name for family in families}
