@@ -21,6 +21,7 @@ from judgelab.learner import checkpoint
 from judgelab.learner.control import LearnerControl, LearnerPhaseName, now
 from judgelab.learner.distributed import broadcast
 from judgelab.learner.evaluation import Evaluator, HackingTracker
+from judgelab.learner.job_annotation import JobAnnotator
 from judgelab.learner.metrics import LearnerMetrics
 from judgelab.learner.publish import PolicyPublisher
 from judgelab.learner.source import Pending
@@ -62,6 +63,7 @@ class LearnerLoop:
         evaluator: Evaluator | None = None,
         metrics: LearnerMetrics | None = None,
         control: LearnerControl | None = None,
+        annotator: JobAnnotator | None = None,
     ) -> None:
         self.trainer = trainer
         self.source = source
@@ -74,6 +76,8 @@ class LearnerLoop:
         self.trained: set[str] = set()
         self.unacked: list[Pending] = []
         self.tracker = HackingTracker(config.hacking_margin)
+        self.annotator = annotator
+        self.last_gold: float | None = None
         self.dropped_total = 0
         self.is_main = trainer.info.is_main
 
@@ -211,6 +215,9 @@ class LearnerLoop:
         proxy, gold = result.get("proxy_reward"), result.get("gold_reward")
         if isinstance(proxy, int | float) and isinstance(gold, int | float):
             result.update(self.tracker.update(step, float(proxy), float(gold)))
+        gold_mean = result.get("gold_reward_mean")
+        if isinstance(gold_mean, int | float):
+            self.last_gold = float(gold_mean)
 
     def _recorded_start(self) -> dict[str, Any] | None:
         if not self.steps_file.is_file():
@@ -280,6 +287,11 @@ class LearnerLoop:
         )
         if self.metrics is not None:
             self.metrics.record_step(self.config.arm, step_log)
+        if self.annotator is not None:
+            hacking = self.tracker.detected_at is not None
+            self.annotator.publish(
+                step_log.step, step_log.reward_mean, self.last_gold, step_log.kl, hacking
+            )
         self.control.update(
             step=step_log.step,
             policy_version=self.trainer.version,

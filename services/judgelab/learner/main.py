@@ -24,6 +24,7 @@ from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.learner.control import LearnerControl
 from judgelab.learner.distributed import DistInfo, init_from_env, shutdown
 from judgelab.learner.gold_eval import build_gold_evaluator
+from judgelab.learner.job_annotation import JobAnnotator
 from judgelab.learner.loop import LearnerLoop, LoopConfig
 from judgelab.learner.metrics import LearnerMetrics
 from judgelab.learner.publish import DirectoryPublisher
@@ -168,6 +169,7 @@ def _train_arm(
         evaluator=evaluator,
         metrics=metrics if info.is_main else None,
         control=control,
+        annotator=JobAnnotator.from_env() if info.is_main else None,
     )
     loop.resume()
     loop.run()
