@@ -209,8 +209,14 @@ def start_pool(engine_batch: int, items: int) -> PoolSetup:
         "direct-no-reuse": PointwiseJudge(no_reuse, direct),
         "reasoning": PointwiseJudge(
             engine,
+            # The figure is the generation path against a plain generate loop: no budget
+            # forcing (its extra prefill per cut-off item is not part of the baseline).
             JudgeConfig(
-                name="reasoning", model=MODEL, reasoning=True, reasoning_budget=REASONING_BUDGET
+                name="reasoning",
+                model=MODEL,
+                reasoning=True,
+                reasoning_budget=REASONING_BUDGET,
+                force_verdict=False,
             ),
         ),
         "constant": PointwiseJudge(ConstantEngine(), JudgeConfig(name="constant", model="c")),

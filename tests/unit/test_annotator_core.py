@@ -167,7 +167,8 @@ def test_engine_errors_are_returned_but_not_cached(core: GoldAnnotatorCore, engi
 
 
 def test_unparseable_outputs_are_cached(tiny_engine: TransformersEngine):
-    core = GoldAnnotatorCore(PointwiseJudge(tiny_engine, TINY_GOLD), cache=MemoryCache())
+    unforced = replace(TINY_GOLD, force_verdict=False)  # keep the gibberish invalid
+    core = GoldAnnotatorCore(PointwiseJudge(tiny_engine, unforced), cache=MemoryCache())
     try:
         batch = samples(3)
         batch.append(Sample("again", batch[1].prompt, batch[1].response))

@@ -251,9 +251,55 @@ def test_bad_reasoning_outputs_are_invalid_values(
     pieces: list[str], finish: str, reason: str
 ) -> None:
     engine = FakeEngine(generations=lambda user: generation(pieces, finish))
-    (result,) = PointwiseJudge(engine, REASONING).judge([Sample("a", "q", "r")])
+    config = replace(REASONING, force_verdict=False)
+    (result,) = PointwiseJudge(engine, config).judge([Sample("a", "q", "r")])
     assert (result.valid, result.invalid_reason, result.expected) == (False, reason, 0.0)
     assert result.completion_tokens == len(pieces)
+
+
+CUT_SHORT = words("Let me weigh the response carefully and")
+
+
+def test_reasoning_cut_at_its_budget_gets_its_verdict_forced_and_scored() -> None:
+    engine = FakeEngine(
+        generations=lambda user: generation(CUT_SHORT, "length"), scores=lambda user: SCORE_3_ALTS
+    )
+    (result,) = PointwiseJudge(engine, REASONING).judge([Sample("a", "q", "r")])
+    assert result.valid and result.argmax == 3 and "forced" in result.detail
+    assert result.reasoning == "".join(CUT_SHORT).strip()
+    assert result.completion_tokens == len(CUT_SHORT)
+    kind, rows, prefix = engine.calls[-1]
+    assert (kind, rows) == ("score", 1)
+    assert prefix == "".join(CUT_SHORT).rstrip() + "\nScore: "
+    unforced = PointwiseJudge(engine, replace(REASONING, force_verdict=False))
+    assert PointwiseJudge(engine, REASONING).prompt.stamp.config_hash != (
+        unforced.prompt.stamp.config_hash
+    )
+
+
+def test_a_forced_verdict_with_no_score_mass_stays_truncated() -> None:
+    engine = FakeEngine(
+        generations=lambda user: generation(CUT_SHORT, "length"), scores=lambda user: {"x": 1.0}
+    )
+    (result,) = PointwiseJudge(engine, REASONING).judge([Sample("a", "q", "r")])
+    assert (result.valid, result.invalid_reason) == (False, "truncated")
+
+
+def test_a_finished_reasoning_is_never_forced() -> None:
+    engine = FakeEngine(generations=lambda user: generation(words("Too good.\nScore: 12")))
+    (result,) = PointwiseJudge(engine, REASONING).judge([Sample("a", "q", "r")])
+    assert result.invalid_reason == "out_of_range"
+    assert [call[0] for call in engine.calls] == ["generate"]
+
+
+def test_the_tiny_models_cut_reasoning_is_forced_to_a_valid_score(
+    tiny_engine: TransformersEngine,
+) -> None:
+    config = JudgeConfig(name="tiny", model="tiny", reasoning=True, reasoning_budget=4)
+    (result,) = PointwiseJudge(tiny_engine, config).judge([Sample("a", "q", "r")])
+    assert result.valid or result.invalid_reason in {"unparseable", "out_of_range"}
+    if "forced" in result.detail:
+        assert abs(sum(p for _, p in result.distribution) - 1.0) < 1e-6
 
 
 def test_a_separate_reasoning_channel_is_kept() -> None:

@@ -52,6 +52,10 @@ class JudgeConfig:
     rubric: bool = False
     scale: Scale = field(default_factory=Scale)
     template: str | None = None
+    #: A reasoning pointwise judge cut off by its budget before its verdict gets the verdict
+    #: line prefilled after its reasoning and its score read from the next-token distribution
+    #: ("budget forcing"); off: such an output is an invalid ``truncated`` judgement.
+    force_verdict: bool = True
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -128,6 +132,13 @@ class JudgeConfig:
         return self.protocol == "pointwise" and not self.reasoning
 
     @property
+    def forces_verdict(self) -> bool:
+        """Budget forcing applies: a pointwise reasoning judge on an engine that can prefill."""
+        return self.force_verdict and self.reasoning and self.prefill and (
+            self.protocol == "pointwise"
+        )
+
+    @property
     def generation_limit(self) -> int | None:
         """max_new_tokens for reasoning judges; None: whatever the model's context leaves."""
         if self.max_new_tokens is not None:
@@ -150,6 +161,7 @@ class JudgeConfig:
             "protocol": self.protocol,
             "reasoning": self.reasoning,
             "generation_limit": self.generation_limit,
+            "force_verdict": self.forces_verdict,
             "temperature": self.temperature,
             "seed": self.seed,
             "reasoning_effort": self.reasoning_effort,

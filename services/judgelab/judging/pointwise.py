@@ -16,6 +16,7 @@ reference for a reference-guided judge is the caller's error (ValueError, before
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from judgelab.engines.base import CandidateScores, ChatMessage, EngineError, Generation
 from judgelab.judging.engine_calls import generate_verdicts, score_with_tokens
@@ -25,6 +26,7 @@ from judgelab.judging.parsing import Parsed, parse_score
 from judgelab.judging.prompting import assistant_prefix
 from judgelab.judging.results import InvalidReason, PointwiseJudgement
 from judgelab.judging.samples import Sample, prompt_text, reference_text
+from judgelab.judging.scale import SCORE_PREFIX
 
 Distribution = tuple[tuple[int, float], ...]
 
@@ -101,10 +103,39 @@ class PointwiseJudge(JudgeBase):
             conversations,
             top_logprobs=self.config.scale.single_token_digits,
         )
-        return [
+        judged = [
             self._from_generation(sample.id, result, latency)
             for sample, result in zip(samples, results, strict=True)
         ]
+        if not self.config.forces_verdict:
+            return judged
+        return [
+            self._forced(conversation, result, judgement)
+            if judgement.invalid_reason == "truncated" and isinstance(result, Generation)
+            else judgement
+            for conversation, result, judgement in zip(conversations, results, judged, strict=True)
+        ]
+
+    def _forced(
+        self, conversation: list[ChatMessage], cut: Generation, judged: PointwiseJudgement
+    ) -> PointwiseJudgement:
+        """The verdict line prefilled after the cut-off reasoning, its score distribution read;
+        the truncated judgement stands when even that gives no score."""
+        prefix = f"{cut.text.rstrip()}\n{SCORE_PREFIX}"
+        results, seconds = score_with_tokens(
+            self.engine, [conversation], self.config.scale.candidates(), prefix, False
+        )
+        forced = self._from_scores(judged.sample_id, results[0], judged.latency_s + seconds)
+        if not forced.valid:
+            return judged
+        return replace(
+            forced,
+            reasoning=judged.reasoning,
+            prompt_tokens=judged.prompt_tokens,
+            completion_tokens=judged.completion_tokens,
+            detail="the reasoning reached its budget: the verdict line was forced and its score "
+            "read from the model's distribution",
+        )
 
     def _from_generation(
         self, sample_id: str, result: Generation | EngineError, latency: float
