@@ -154,6 +154,11 @@ def _sft(
     settings = spec.training.sft
     rows = read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
     built = build_examples(judge, base.tokenizer, rows, settings.max_length)
+    if not built.examples:
+        raise ValueError(
+            f"judge {spec.name!r}: no valid gold-labelled example to train on ({len(rows)} rows, "
+            f"skipped: {built.skipped_by_reason}); see annotate/summary.json"
+        )
     model = copy.deepcopy(base.model)
     with tempfile.TemporaryDirectory(prefix="judge-sft-") as work:
         result = train_sft(
