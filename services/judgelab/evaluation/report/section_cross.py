@@ -51,6 +51,7 @@ def _plot(
 ) -> None:
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix])
     figure, ax = single(TITLE, max(5.5, 1.3 * len(arms) + 3), max(3.2, 0.6 * len(scorers) + 2))
+    ax.set_facecolor("0.85")  # masked (not recorded) cells: grey, labelled "n/a" in black
     image = ax.imshow(
         np.ma.masked_invalid(values), cmap="viridis", vmin=scale[0], vmax=scale[1], aspect="auto"
     )
@@ -64,7 +65,7 @@ def _plot(
     for i, row in enumerate(values):
         for j, v in enumerate(row):
             text = "n/a" if np.isnan(v) else f"{v:.2f}"
-            color = "white" if np.isnan(v) or v < middle else "black"
+            color = "black" if np.isnan(v) or v >= middle else "white"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=10)
             if scorers[i] == arms[j]:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
