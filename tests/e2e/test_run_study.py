@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 import yaml
 
 from judgelab.engines.builtin import ensure_builtin
+from judgelab.runtime.store import RunStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -47,10 +51,27 @@ def small_experiment(tmp_path: Path) -> Path:
     return path
 
 
-def judgelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _command(*args: str) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    command = [sys.executable, "-m", "judgelab.cli", *args]
+    return [sys.executable, "-m", "judgelab.cli", *args], env
+
+
+def judgelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command, env = _command(*args)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1700)
+
+
+def launches(run_dir: Path) -> Counter[tuple[str, str]]:
+    log = RunStore(run_dir).phase_log()
+    return Counter((e["stage"], e["unit"]) for e in log if e["event"] == "UnitLaunched")
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], limit_s: float = 1500) -> None:
+    deadline = time.monotonic() + limit_s
+    while not path.exists():
+        assert process.poll() is None, "the run ended before TrainPolicy trained a step"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(1)
 
 
 def numbers(value: Any) -> list[float]:
@@ -90,3 +111,41 @@ def test_a_small_study_runs_end_to_end_and_reports_finite_numbers(tmp_path: Path
     assert (run_dir / "phase-log.jsonl").read_text().count("\n") == log_lines
     status = judgelab("status", str(run_dir), cwd=tmp_path)
     assert status.returncode == 0 and "Succeeded" in status.stdout, status.stdout
+
+
+def test_a_run_interrupted_during_train_policy_resumes_without_redoing_finished_units(
+    tmp_path: Path,
+) -> None:
+    ensure_builtin("builtin:smollm2-135m-instruct")
+    experiment = small_experiment(tmp_path)
+    run_dir = tmp_path / "runs" / NAME
+    command, env = _command("run", str(experiment), "--runs-dir", str(tmp_path / "runs"))
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(run_dir / "arms" / "plain" / "progress.json", process)  # step 1 of 2 done
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "resume with: judgelab run --resume" in stderr
+    before = launches(run_dir)
+    assert before[("annotate", "gold")] == 1 and before[("train-judges", "plain")] == 1
+
+    again = judgelab("run", "--resume", str(run_dir), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-6000:]
+    after = launches(run_dir)
+    assert after[("annotate", "gold")] == 1 and after[("train-judges", "plain")] == 1
+    # Rerun only if the signal landed while it trained (it may have just finished).
+    assert after[("train-policy", "plain")] - before[("train-policy", "plain")] in (0, 1)
+    steps = [json.loads(x) for x in (run_dir / "arms/plain/steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [0, 1, 2]
+    assert (run_dir / "report.md").is_file()
