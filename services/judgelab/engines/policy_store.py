@@ -15,14 +15,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
+
+from judgelab.atomic_files import write_dir_atomic
 
 if TYPE_CHECKING:
     import redis
@@ -108,15 +107,12 @@ def publish_policy_version(
         version if step is None else step,
         time.time(),
     )
-    staging = Path(tempfile.mkdtemp(prefix=f".v{version}.", dir=root))
-    try:
+
+    def fill(staging: Path) -> None:
         model.save_pretrained(str(staging))
         (staging / MANIFEST).write_text(json.dumps(info.manifest(), sort_keys=True), "utf-8")
-        _fsync_tree(staging)
-        _replace_dir(staging, version_dir(root, version))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_dir_atomic(version_dir(root, version), fill)
     if redis is not None and key is not None:
         redis.eval(_RAISE_VERSION, 1, key, str(version))
     log.info("published policy v%d (%s) at %s", version, kind, info.path)
@@ -207,31 +203,3 @@ class PolicyStore:
         dtype = next(base.parameters()).dtype
         model = AutoModelForCausalLM.from_pretrained(str(info.path), dtype=dtype)
         return info, model.eval()
-
-
-def _fsync_tree(path: Path) -> None:
-    for directory, _subdirs, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        _fsync_dir(Path(directory))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_dir(staging: Path, final: Path) -> None:
-    """Rename ``staging`` to ``final``; an existing ``final`` is moved aside first, then removed."""
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-        os.rename(final, old / final.name)
-    os.rename(staging, final)
-    _fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

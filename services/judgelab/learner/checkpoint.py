@@ -8,17 +8,16 @@ written into a temporary sibling directory, fsynced, and the directory renamed i
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from judgelab.atomic_files import write_dir_atomic, write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 _NAME = re.compile(r"^step-(\d+)$")
@@ -36,7 +35,7 @@ def save(run_dir: Path, step: int, state: dict[str, Any], extra: dict[str, Any])
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "extra.json").write_text(json.dumps(extra, sort_keys=True))
 
-    return write_dir_atomically(checkpoint_root(run_dir) / f"step-{step}", write)
+    return write_dir_atomic(checkpoint_root(run_dir) / f"step-{step}", write)
 
 
 def load(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -90,44 +89,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a fresh sibling directory, fsync it, rename it to ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(tmp)
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                _fsync_path(path)
-        _fsync_path(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-        _fsync_path(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` with ``data`` as JSON (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_text_atomic(path, json.dumps(data, sort_keys=True))

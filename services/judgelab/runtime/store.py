@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from judgelab.atomic_files import write_bytes_atomic
 from judgelab.phases import PhaseState, Record
 from judgelab.runtime.errors import NotARunDir
 
@@ -44,13 +44,13 @@ class RunStore:
         """Copy the experiment file into the run (the services read this copy)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if source.resolve() != self.experiment_path.resolve():
-            _write_atomic(self.experiment_path, source.read_bytes())
+            write_bytes_atomic(self.experiment_path, source.read_bytes())
 
     def save(self, state: PhaseState) -> None:
         """Replace state.json, then append the records the phase log does not have yet."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(state.to_dict(), indent=1, sort_keys=True) + "\n"
-        _write_atomic(self.state_path, text.encode())
+        write_bytes_atomic(self.state_path, text.encode())
         if self._logged is None:
             self._logged = _count_lines(self.log_path)
         self._append_records(state.log[self._logged :])
@@ -108,21 +108,3 @@ def _count_lines(path: Path) -> int:
     if not path.exists():
         return 0
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import redis
 
+from judgelab.atomic_files import write_text_atomic
 from judgelab.engines.base import ChatMessage, Role
 from judgelab.phases import ArmProgress
 from judgelab.phases.stages import ANNOTATOR, JUDGE_POOL
@@ -135,7 +136,7 @@ class PromptFeeder:
         for step in range(self.pushed + 1, target + 1):
             for message in self.messages(step):
                 self.producer.add(self.stream, message.to_fields(), wait_s=60.0)
-            _write_atomic(self.marker, json.dumps({"pushed_steps": step}) + "\n")
+            write_text_atomic(self.marker, json.dumps({"pushed_steps": step}) + "\n")
 
     def messages(self, step: int) -> list[PromptMessage]:
         """Step ``step``'s prompts: the next ``per_step`` of the training prompts, cycling."""
@@ -208,9 +209,3 @@ def _prompt(raw: Any) -> Prompt:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)

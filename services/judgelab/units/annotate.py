@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from judgelab.atomic_files import write_text_atomic
 from judgelab.engines.base import Engine
 from judgelab.judging import JudgeConfig, PointwiseJudge, Sample
 from judgelab.spec.experiment import Experiment
 from judgelab.spec.model import ModelSpec
 from judgelab.units.data import SPLIT_NAMES, LoadOptions, Record, SplitName, Splits, load_splits
 from judgelab.units.gold import AnnotatorLike, DirectGold, GoldLabel, GoldLabeller, InProcessGold
-from judgelab.units.jsonio import dumps, write_atomic, write_jsonl_atomic
+from judgelab.units.jsonio import dumps, write_jsonl_atomic
 from judgelab.units.progress import ProgressFn, Step, stderr_progress
 from judgelab.units.responses import (
     Cancelled,
@@ -115,7 +116,7 @@ def run_annotate(
         seconds=time.monotonic() - started,
         gold_stamps=tuple(sorted({lb.stamp.config_hash for lb in labels.values() if lb.stamp})),
     )
-    write_atomic(out_dir / SUMMARY_FILE, dumps(summary.to_json()) + "\n")
+    write_text_atomic(out_dir / SUMMARY_FILE, dumps(summary.to_json()) + "\n")
     sys.stderr.write(summary.format() + "\n")
     return summary
 

@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from judgelab.atomic_files import write_text_atomic
 from judgelab.judging import Sample
 from judgelab.judging.samples import prompt_text
 from judgelab.units.evaluate_outputs import EvalPrompt, PolicyOutputs
 from judgelab.units.evaluate_scoring import Verdict
-from judgelab.units.jsonio import write_atomic, write_jsonl_atomic
+from judgelab.units.jsonio import write_jsonl_atomic
 
 GOLD = "gold"
 #: The JSON key of the starting policy's scores; it is not an arm, so never a column.
@@ -168,7 +169,7 @@ def output_rows(
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_outputs(out_dir: Path, rows_by_arm: Mapping[str, list[dict[str, Any]]]) -> None:

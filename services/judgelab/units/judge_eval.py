@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from judgelab.atomic_files import write_text_atomic
 from judgelab.judging import Pair, PairwiseJudge, PointwiseJudge
 from judgelab.judging.agreement import pairwise_agreement, pointwise_agreement
 from judgelab.judging.samples import prompt_text
 from judgelab.units.gold_rows import GoldRow, sample_of
-from judgelab.units.jsonio import write_atomic
 
 NAN = float("nan")
 JUDGES_JSON = "judges.json"
@@ -174,7 +174,7 @@ def update_judges_json(run_dir: Path, evaluations: Sequence[JudgeEvaluation]) ->
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _rate(count: int, seconds: float) -> float:

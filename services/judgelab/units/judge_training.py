@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from judgelab.atomic_files import write_dir_atomic
 from judgelab.engines import build_engine
 from judgelab.engines.adapters import apply_adapter, judge_adapter_dir, merged_engine
 from judgelab.engines.base import Engine
@@ -192,23 +191,14 @@ def _sft(
 
 
 def _save_atomic(model: Any, tokenizer: Any, target: Path, lora: bool) -> Path:
-    """Write the adapter (or the whole model) to a staging directory, then rename it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    """The adapter (or the whole model with its tokenizer), written atomically."""
+
+    def fill(staging: Path) -> None:
         model.save_pretrained(str(staging))
         if not lora:
             tokenizer.save_pretrained(str(staging))
-        for path in staging.iterdir():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+
+    return write_dir_atomic(target, fill)
 
 
 def _write_training_json(run_dir: Path, summary: JudgeTrainingSummary) -> None:
