@@ -130,6 +130,19 @@ def test_services_announce_pass_health_and_a_crash_is_reported_with_its_log(
     assert wait_serving(restarted.process, restarted.address, 5.0) is None
 
 
+def test_services_started_together_are_all_stopped_when_one_fails_to_start(
+    supervisor: Supervisor,
+) -> None:
+    failing = [sys.executable, "-c", "import sys; print('boom', flush=True); sys.exit(3)"]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    started = time.monotonic()
+    with pytest.raises(ServiceFailed) as failed:
+        supervisor.start_many([("failing", failing), ("sleeper", sleeper)])
+    assert "boom" in str(failed.value)
+    assert time.monotonic() - started < 30  # the sleeper was not waited for
+    assert not supervisor.running("sleeper") and supervisor.get("sleeper") is None
+
+
 @pytest.mark.slow
 def test_a_service_that_cannot_start_is_reported_with_its_log(
     supervisor: Supervisor, tmp_path: Path

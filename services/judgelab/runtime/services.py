@@ -81,26 +81,30 @@ class LocalServices:
         return lost
 
     def ensure(self, services: Sequence[str]) -> list[str]:
-        """Start those of `services` that are not running; returns the ones started."""
-        started: list[str] = []
-        for service in services:
-            if self.child(service) is not None:
-                continue
+        """Start those of `services` that are not running (together); returns the ones started."""
+        missing = [service for service in services if self.child(service) is None]
+        for service in missing:
+            self._count_restart(service)
+        commands: list[tuple[str, Sequence[str]]] = []
+        for service in missing:
             command = SERVE_COMMANDS[service]
-            if service in self._started:
-                count = self.restarts.get(service, 0) + 1
-                if count > self.max_restarts:
-                    raise ServiceFailed(
-                        command,
-                        f"crashed more than {self.max_restarts} times; giving up",
-                        "",
-                        str(self.supervisor.log_dir / f"{command}.log"),
-                    )
-                self.restarts[service] = count
             self.on_event(f"starting {command} (log: {self.supervisor.log_dir / command}.log)")
-            argv = self.argv_for(service, self.experiment_path, self.redis_url)
+            commands.append((command, self.argv_for(service, self.experiment_path, self.redis_url)))
             self._started.add(service)
-            child = self.supervisor.start(command, argv)
-            self.on_event(f"{command} serving on {child.address} (pid {child.pid})")
-            started.append(service)
-        return started
+        for child in self.supervisor.start_many(commands):
+            self.on_event(f"{child.name} serving on {child.address} (pid {child.pid})")
+        return missing
+
+    def _count_restart(self, service: str) -> None:
+        """Count a start of a service that ran before; too many and the study fails."""
+        if service not in self._started:
+            return
+        count = self.restarts.get(service, 0) + 1
+        if count > self.max_restarts:
+            raise ServiceFailed(
+                SERVE_COMMANDS[service],
+                f"crashed more than {self.max_restarts} times; giving up",
+                "",
+                str(self.supervisor.log_dir / f"{SERVE_COMMANDS[service]}.log"),
+            )
+        self.restarts[service] = count

@@ -99,6 +99,29 @@ class Supervisor:
             raise
         return child
 
+    def start_many(self, commands: Sequence[tuple[str, Sequence[str]]]) -> list[Child]:
+        """Start several announcing, health-checked services at once, then wait for each.
+
+        Their start-ups (imports, model loads) overlap; if one fails, all of them are stopped.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the supervisor is stopped")
+            for name, _ in commands:
+                old = self._children.get(name)
+                if old is not None and old.process.poll() is None:
+                    raise ValueError(f"{name} is already running (pid {old.pid})")
+            children = [self._spawn(name, argv, False, None) for name, argv in commands]
+            self._children.update((child.name, child) for child in children)
+        try:
+            for child in children:
+                self._wait_ready(child, True, True)
+        except BaseException:
+            for child in children:
+                self.stop(child.name)
+            raise
+        return children
+
     def get(self, name: str) -> Child | None:
         with self._lock:
             return self._children.get(name)
