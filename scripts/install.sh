@@ -9,12 +9,12 @@ dev=0; [ "${1:-}" = "--dev" ] && dev=1
 
 step() { printf '\n== %s (%(%H:%M:%S)T)\n' "$1" -1; }
 
-step "system packages: redis-server, prometheus (promtool)"
+step "system packages: redis-server, prometheus (promtool), openssl (test certificates)"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if ! command -v redis-server >/dev/null || ! command -v promtool >/dev/null \
-   || { [ "$dev" = 1 ] && ! command -v cmake >/dev/null; }; then
+   || { [ "$dev" = 1 ] && { ! command -v cmake >/dev/null || ! command -v openssl >/dev/null; }; }; then
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends redis-server prometheus cmake g++ make
+  $SUDO apt-get install -y -q --no-install-recommends redis-server prometheus cmake g++ make openssl
 fi
 
 step "python environment (.venv)"

@@ -157,6 +157,24 @@ def serve(
         typer.Option(envvar="REDIS_URL", help="Also consume the experiment's Redis streams "
                      "(default: spec.runtime.redis_url; unset: gRPC only)."),
     ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Server certificate chain, PEM; with --tls-key serves TLS "
+             "(env JUDGELAB_TLS_CERT_FILE).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="Server private key, PEM (env JUDGELAB_TLS_KEY_FILE).")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        help="CA of client certificates: mutual TLS (env JUDGELAB_TLS_CLIENT_CA_FILE).")] = None,
+    api_tokens: Annotated[Path | None, typer.Option(
+        help="Client name -> bearer token: YAML file or mounted Secret directory; turns auth "
+             "on (env JUDGELAB_API_TOKENS).")] = None,
+    rate_limit: Annotated[float | None, typer.Option(
+        help="Requests/s per client (env JUDGELAB_RATE_LIMIT_PER_S).")] = None,
+    rate_burst: Annotated[int | None, typer.Option(
+        help="Rate-limit burst per client (env JUDGELAB_RATE_LIMIT_BURST).")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(
+        help="Calls in flight per client (env JUDGELAB_MAX_CONCURRENT_PER_CLIENT).")] = None,
+    max_request_bytes: Annotated[int | None, typer.Option(
+        help="Largest request accepted, bytes (env JUDGELAB_MAX_REQUEST_BYTES).")] = None,
 ) -> None:
     """Run a judgelab service until SIGTERM; prints one JSON line with its ports once ready."""
     from judgelab.queues import RedisUnavailable
@@ -171,7 +189,13 @@ def serve(
     options = {"host": host, "port": port, "grace_s": grace_s,
                "metrics_port": None if metrics_port < 0 else metrics_port,
                "redis_url": redis_url or spec.spec.runtime.redis_url}
+    from judgelab.serving.security import security_from_flags
+
     try:
+        options["security"] = security_from_flags({
+            "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca,
+            "tokens": api_tokens, "rate_per_s": rate_limit, "burst": rate_burst,
+            "max_concurrent": max_concurrent, "max_request_bytes": max_request_bytes})
         SERVICES[service](spec, options, judge)
     except (ValueError, OSError, RedisUnavailable) as err:
         _fail(f"{service}: {err}")
@@ -286,6 +310,49 @@ def report(
         _fail(str(err))
     for path in written.paths():
         typer.echo(str(path))
+
+
+@app.command()
+def judge(
+    input_file: Annotated[Path, typer.Argument(help="JSONL: one {id, prompt, response} a line.")],
+    judge_name: Annotated[str, typer.Option("--judge", help="Judge to score with.")],
+    address: Annotated[str, typer.Option(
+        envvar="JUDGELAB_JUDGE_POOL_ADDRESS", help="host:port of the judge pool.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the scores here (default: stdout).")] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Samples per request.")] = 32,
+    max_in_flight: Annotated[int, typer.Option(min=1, help="Requests at once.")] = 2,
+    timeout_s: Annotated[float, typer.Option(min=0.001, help="Deadline per request.")] = 120,
+    experiment: Annotated[str, typer.Option(help="Experiment name sent with calls.")] = "",
+    tls: Annotated[bool, typer.Option(help="TLS with the system's root CAs.")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="CA to verify the server (TLS).")] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="Client certificate (mTLS).")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Client key (mTLS).")] = None,
+    server_name: Annotated[str | None, typer.Option(help="Name the server cert has.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File with the bearer token (or env JUDGELAB_CLIENT_TOKEN).")] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+) -> None:
+    """Score a JSONL file with a running judge pool; one JSON result a line, in input order."""
+    import os
+
+    from judgelab.client.channel import ChannelConfig
+    from judgelab.client.judge_command import JudgeCommandError, JudgeJob, run_judge_job
+
+    try:
+        channel = ChannelConfig(
+            address, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+            server_name=server_name, token_file=token_file,
+            token=None if token_file else os.environ.get("JUDGELAB_CLIENT_TOKEN") or None)
+        written = run_judge_job(JudgeJob(
+            input_file, output, judge_name, channel, chunk_size, max_in_flight, timeout_s,
+            experiment, progress))
+    except ValueError as err:  # inconsistent TLS / token options
+        _fail(str(err), 2)
+    except JudgeCommandError as err:
+        _fail(str(err), err.exit_code)
+    typer.echo(f"scored {written} samples with {judge_name}" +
+               (f" -> {output}" if output else ""), err=True)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from judgelab.annotator.core import SERVICE
@@ -13,6 +13,7 @@ from judgelab.queues.consumer import Consumer
 from judgelab.queues.names import StreamNames
 from judgelab.serving.lifecycle import WorkerThreads, announce, consumer_name, run_until_signalled
 from judgelab.serving.metrics import ServiceMetrics
+from judgelab.serving.security import SecurityOptions, set_process_security
 from judgelab.serving.stream_worker import StreamWorker
 from judgelab.spec.experiment import Experiment
 
@@ -28,9 +29,12 @@ class ServeOptions:
     metrics_port: int | None = 0  # None: no /metrics endpoint
     grace_s: float = 30.0
     redis_url: str | None = None  # None: the experiment's runtime.redis_url, if any
+    # TLS / tokens / quotas: flags of `judgelab serve`, else the JUDGELAB_* variables.
+    security: SecurityOptions = field(default_factory=SecurityOptions.from_env)
 
 
 def serve_gold_annotator(experiment: Experiment, options: ServeOptions) -> None:
+    set_process_security(options.security)
     metrics = ServiceMetrics(SERVICE, experiment=experiment.metadata.name)
     redis = _redis(options.redis_url or experiment.spec.runtime.redis_url)
     core = build_gold_annotator(experiment, redis=redis, metrics=metrics)

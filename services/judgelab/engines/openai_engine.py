@@ -30,14 +30,14 @@ Behaviour worth knowing:
   ``repeat_penalty=1.1``, ``top_k=40`` and ``min_p=0.05`` unless told otherwise, so
   ``temperature=0`` there is not the model's argmax; :data:`LLAMACPP_PLAIN_SAMPLING`
   switches that off. vLLM and OpenAI need nothing.
-* The API key is sent as a bearer token and replaced by ``***`` in every error message.
+* The API key (``api_key_env``, or a Secret file named by ``<api_key_env>_FILE``) is sent as a
+  bearer token and replaced by ``***`` in every error message and log record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 import httpx
 
 from judgelab.engines import openai_wire as wire
+from judgelab.engines.api_keys import resolve_api_key
 from judgelab.engines.base import (
     CandidateScores,
     Conversation,
@@ -156,14 +157,8 @@ class OpenAIEngine(Engine):
             raise EngineError(
                 f"OpenAIEngine needs engine 'openai' and a base_url, got {spec.engine!r}"
             )
-        api_key = None
-        if spec.api_key_env:
-            api_key = os.environ.get(spec.api_key_env)
-            if not api_key:
-                raise EngineError(
-                    f"environment variable {spec.api_key_env} (the spec's api_key_env) "
-                    "is not set or empty"
-                )
+        # The env var, or its _FILE twin (a mounted Secret); registered for log redaction.
+        api_key = resolve_api_key(spec.api_key_env) if spec.api_key_env else None
         try:
             return cls._from_checked_spec(spec, api_key)
         except ValueError as err:  # e.g. extra_body overriding a field the engine sets

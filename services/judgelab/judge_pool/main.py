@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from judgelab.judge_pool.pool import JudgePool
 from judgelab.judge_pool.server import build_judge_pool, start_judge_pool_server
@@ -12,6 +12,7 @@ from judgelab.queues import Consumer, connect
 from judgelab.queues.names import StreamNames
 from judgelab.serving.lifecycle import WorkerThreads, announce, consumer_name, run_until_signalled
 from judgelab.serving.metrics import ServiceMetrics
+from judgelab.serving.security import SecurityOptions, set_process_security
 from judgelab.serving.stream_worker import StreamWorker
 from judgelab.spec.experiment import Experiment
 
@@ -29,9 +30,12 @@ class ServeOptions:
     judges: frozenset[str] | None = None  # None: every judge of the experiment
     grace_s: float = 30.0
     redis_url: str | None = None  # set: also consume the arms' rollout streams
+    # TLS / tokens / quotas: flags of `judgelab serve`, else the JUDGELAB_* variables.
+    security: SecurityOptions = field(default_factory=SecurityOptions.from_env)
 
 
 def serve_judge_pool(experiment: Experiment, options: ServeOptions) -> None:
+    set_process_security(options.security)
     metrics = ServiceMetrics(SERVICE, experiment=experiment.metadata.name)
     only = set(options.judges) if options.judges is not None else None
     pool = build_judge_pool(experiment, metrics=metrics, only=only)

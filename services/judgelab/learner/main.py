@@ -35,6 +35,11 @@ from judgelab.learner.trainer import GrpoTrainer
 from judgelab.queues import connect
 from judgelab.queues.names import StreamNames
 from judgelab.serving.lifecycle import announce
+from judgelab.serving.security import (
+    add_security_arguments,
+    security_from_args,
+    set_process_security,
+)
 from judgelab.serving.server import GrpcServer, ServiceBinding
 from judgelab.spec.experiment import Experiment
 from judgelab.spec.loader import load_experiment
@@ -73,11 +78,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="held-out prompts file (default: RUN_DIR/EXPERIMENT/annotate/policy_eval.jsonl)",
     )
+    add_security_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        set_process_security(security_from_args(args))
+    except ValueError as error:  # SecurityConfigError: names the flag / variable
+        raise SystemExit(f"judgelab.learner.main: {error}") from None
     experiment = load_experiment(args.experiment)
     logging.basicConfig(level=experiment.spec.runtime.log_level.upper())
     if args.phase == "train-judges":

@@ -4,7 +4,7 @@ per arm (prompts in, rollout groups out, new policy versions picked up between b
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from judgelab.queues import Consumer, connect
@@ -14,6 +14,7 @@ from judgelab.rollout.server import ArmGenerator, build_generators, start_rollou
 from judgelab.rollout.worker import PromptSampler, consumer_group
 from judgelab.serving.lifecycle import WorkerThreads, announce, consumer_name, run_until_signalled
 from judgelab.serving.metrics import ServiceMetrics
+from judgelab.serving.security import SecurityOptions, set_process_security
 from judgelab.serving.stream_worker import StreamWorker
 from judgelab.spec.experiment import Experiment
 from judgelab.spec.policy import GrpoAlgorithm
@@ -35,9 +36,12 @@ class ServeOptions:
     batch_prompts: int = 8  # prompts read (and sampled together) per batch
     # A batch idle this long is taken over by another generator: above the longest batch.
     claim_idle_ms: int = 600_000
+    # TLS / tokens / quotas: flags of `judgelab serve`, else the JUDGELAB_* variables.
+    security: SecurityOptions = field(default_factory=SecurityOptions.from_env)
 
 
 def serve_rollout_generator(experiment: Experiment, options: ServeOptions) -> None:
+    set_process_security(options.security)
     metrics = RolloutMetrics(ServiceMetrics(SERVICE, experiment=experiment.metadata.name))
     client = connect(options.redis_url) if options.redis_url is not None else None
     arms = set(options.arms) if options.arms is not None else None

@@ -1,6 +1,8 @@
 """The one server interceptor that turns exceptions into gRPC statuses.
 
-`ServiceError` → its own code with ErrorDetails; anything else → INTERNAL with a generic
+`ServiceError` → its own code with ErrorDetails (and, with a retry hint, a
+``google.rpc.RetryInfo`` detail plus ``retry-after-ms`` and ``grpc-retry-pushback-ms``
+trailers); anything else → INTERNAL with a generic
 message (the traceback goes to the log, never to the caller). A request protobuf cannot parse
 (non-UTF-8 bytes in a string field) → INVALID_ARGUMENT naming the field. Every call is counted
 in the service's metrics by method and code. Works for all four RPC shapes.
@@ -14,7 +16,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from judgelab.serving.errors import ServiceError, invalid
@@ -24,14 +28,28 @@ from judgelab.serving.wire import find_invalid_utf8
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_KEY = "retry-after-ms"
+#: The trailer gRPC's own retry policy (gRFC A6) honours: clients with a retry service
+#: config wait this long before the next attempt.
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+
+def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    """google.rpc.RetryInfo, the standard status detail saying when to retry."""
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(max(0, int(seconds * 1e9)))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
 
 
 def _abort(context: grpc.ServicerContext, error: Exception, method: str) -> None:
     if isinstance(error, ServiceError):
-        status = rpc_status.to_status(error.to_status())
+        proto = error.to_status()
+        if error.retry_after_s is not None:
+            proto.details.add().Pack(_retry_info(error.retry_after_s))
+        status = rpc_status.to_status(proto)
         if error.retry_after_s is not None:
             # abort_with_status replaces the trailers, so the hint travels inside the status.
-            retry = ((RETRY_AFTER_KEY, str(int(error.retry_after_s * 1000))),)
+            millis = str(max(0, int(error.retry_after_s * 1000)))
+            retry = ((RETRY_AFTER_KEY, millis), (RETRY_PUSHBACK_KEY, millis))
             status = status._replace(trailing_metadata=(*status.trailing_metadata, *retry))
         context.abort_with_status(status)
     log.exception("unhandled error in %s", method)
@@ -165,14 +183,17 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         serialize = handler.response_serializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self.metrics, False), parse, serialize)
+                _wrap_unary(handler.unary_unary, method, self.metrics, False), parse, serialize
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_streaming(handler.unary_stream, method, self.metrics, False), parse,
-                serialize)
+                _wrap_streaming(handler.unary_stream, method, self.metrics, False), parse, serialize
+            )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, self.metrics, True), parse, serialize)
+                _wrap_unary(handler.stream_unary, method, self.metrics, True), parse, serialize
+            )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_streaming(handler.stream_stream, method, self.metrics, True), parse, serialize)
+            _wrap_streaming(handler.stream_stream, method, self.metrics, True), parse, serialize
+        )

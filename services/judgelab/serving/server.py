@@ -2,7 +2,9 @@
 
 Each server gets: the error interceptor, gRPC health checking (per service and overall),
 reflection (so `grpcurl` works without the protos), message size limits, and a graceful
-stop that flips health to NOT_SERVING first, then lets in-flight calls finish.
+stop that flips health to NOT_SERVING first, then lets in-flight calls finish. Its
+:class:`~judgelab.serving.security.SecurityOptions` add TLS / mutual TLS, bearer-token auth
+and per-client quotas (all off by default).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from judgelab.serving.interceptor import ErrorInterceptor
 from judgelab.serving.metrics import ServiceMetrics
+from judgelab.serving.security import SecurityOptions, process_security
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +45,25 @@ class GrpcServer:
     max_workers: int = 16
     interceptors: Sequence[grpc.ServerInterceptor] = ()
     metrics: ServiceMetrics | None = None  # requests counted by method and code
+    # TLS, tokens, quotas, request size; None: the process's (set by the service's main).
+    security: SecurityOptions | None = None
     _server: grpc.Server | None = field(default=None, init=False, repr=False)
     _health: health.HealthServicer | None = field(default=None, init=False, repr=False)
 
     def start(self) -> GrpcServer:
+        security = self.security if self.security is not None else process_security()
+        access = security.interceptor()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.max_workers),
-            interceptors=[ErrorInterceptor(self.metrics), *self.interceptors],
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+            interceptors=[
+                ErrorInterceptor(self.metrics),
+                *([access] if access else []),
+                *self.interceptors,
+            ],
+            options=[
+                ("grpc.max_receive_message_length", security.max_request_bytes),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
         )
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -60,13 +73,24 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        credentials = security.credentials()
+        wanted = f"{self.host}:{self.port}"
+        if credentials is None:
+            self.port = server.add_insecure_port(wanted)
+        else:
+            self.port = server.add_secure_port(wanted, credentials)
         if self.port == 0:
-            raise OSError(f"could not bind {self.host}:{self.port}")
+            raise OSError(f"could not bind {wanted}")
         server.start()
         self._server = server
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("gRPC serving %s on %s:%d", ", ".join(names), self.host, self.port)
+        log.info(
+            "gRPC serving %s on %s:%d (%s)",
+            ", ".join(names),
+            self.host,
+            self.port,
+            security.describe(),
+        )
         return self
 
     @property
