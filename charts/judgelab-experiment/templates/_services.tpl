@@ -127,6 +127,7 @@ spec:
           workingDir: {{ ternary "/var/lib/judgelab" "/tmp" $root.Values.persistence.enabled }}
           env:
             {{- include "jlx.env" $root | nindent 12 }}
+            {{- with include "jlx.securityServiceEnv" $root | trim }}{{ . | nindent 12 }}{{- end }}
           {{- with include "jlx.envFrom" $root | trim }}{{ . | nindent 10 }}{{- end }}
           ports:
             - name: grpc
@@ -136,27 +137,28 @@ spec:
               containerPort: {{ $ports.metrics }}
               protocol: TCP
           startupProbe:
-            grpc:
-              port: {{ $ports.grpc }}
+            {{- include "jlx.healthCheck" (list $root $component) | trim | nindent 12 }}
             periodSeconds: 10
             failureThreshold: {{ $root.Values.probes.startupFailureThreshold }}
           readinessProbe:
-            grpc:
-              port: {{ $ports.grpc }}
+            {{- include "jlx.healthCheck" (list $root $component) | trim | nindent 12 }}
             periodSeconds: 10
             failureThreshold: 3
           livenessProbe:
-            grpc:
-              port: {{ $ports.grpc }}
+            {{- include "jlx.healthCheck" (list $root $component) | trim | nindent 12 }}
             periodSeconds: 20
+            {{- if not (include "jlx.tls" $root) }}
             timeoutSeconds: 5
+            {{- end }}
             failureThreshold: 3
           {{- with include "jlx.sizedResources" (list $root $size $values.resources) | trim }}{{ . | nindent 10 }}{{- end }}
           {{- include "jlx.containerSecurityContext" $root | trim | nindent 10 }}
           volumeMounts:
             {{- include "jlx.volumeMounts" $root | nindent 12 }}
+            {{- with include "jlx.securityServiceMounts" $root | trim }}{{ . | nindent 12 }}{{- end }}
       volumes:
         {{- include "jlx.volumes" $root | nindent 8 }}
+        {{- with include "jlx.securityServiceVolumes" $root | trim }}{{ . | nindent 8 }}{{- end }}
         {{- if $values.vllm.enabled }}
         - name: dshm
           emptyDir:
@@ -181,7 +183,9 @@ spec:
       port: {{ $ports.grpc }}
       targetPort: grpc
       protocol: TCP
+      {{- if not (include "jlx.tls" $root) }}
       appProtocol: kubernetes.io/h2c
+      {{- end }}
     - name: metrics
       port: {{ $ports.metrics }}
       targetPort: metrics

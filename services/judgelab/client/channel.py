@@ -105,3 +105,29 @@ class ChannelConfig:
 
 def as_config(target: str | ChannelConfig) -> ChannelConfig:
     return target if isinstance(target, ChannelConfig) else ChannelConfig(target)
+
+
+def config_from_env(
+    target: str | ChannelConfig, environ: Mapping[str, str] | None = None
+) -> ChannelConfig:
+    """How the study's own callers (units, learner) reach a service: a config as given, or for
+    an address the ``JUDGELAB_CLIENT_*`` environment's (plaintext, no token when unset)."""
+    if isinstance(target, ChannelConfig):
+        return target
+    return ChannelConfig.from_env(target, environ)
+
+
+def access_hint(code: grpc.StatusCode, config: ChannelConfig) -> str:
+    """What to set when a call failed for want of a token or of TLS ("" for other failures)."""
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        has_token = config.token is not None or config.token_file is not None
+        sent = "a bearer token it does not accept" if has_token else "no bearer token"
+        return (
+            f" (sent {sent}: set JUDGELAB_CLIENT_TOKEN_FILE or JUDGELAB_CLIENT_TOKEN to a token "
+            "the service's JUDGELAB_API_TOKENS holds)"
+        )
+    if code == grpc.StatusCode.UNAVAILABLE and not config.secure:
+        return " (if the service serves TLS: set JUDGELAB_CLIENT_CA_FILE or JUDGELAB_CLIENT_TLS=1)"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return " (is it up, and does JUDGELAB_CLIENT_CA_FILE hold the CA of its certificate?)"
+    return ""

@@ -1,5 +1,6 @@
 """The two scorers of the in-loop gold evaluation, over gRPC: the gold annotator and the arm's
-proxy judge in the judge pool. Both take (prompt, response, reference) items, one score each."""
+proxy judge in the judge pool. Both take (prompt, response, reference) items, one score each.
+TLS and the bearer token come from the ``JUDGELAB_CLIENT_*`` variables (``judgelab.client``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from judgelab.api.v1 import (
     judge_pool_pb2,
     judge_pool_pb2_grpc,
 )
+from judgelab.client.channel import ChannelConfig, access_hint, config_from_env
 from judgelab.engines.base import ChatMessage
 
 ROLES = {
@@ -55,14 +57,20 @@ def to_proto(item: EvalItem) -> common_pb2.Sample:
 class GrpcScorer:
     """A channel to one service with retries of transient failures (restarts, a full queue)."""
 
-    def __init__(self, address: str, *, timeout_s: float = 900.0, retries: int = 5) -> None:
-        self.address = address
+    def __init__(
+        self, address: str | ChannelConfig, *, timeout_s: float = 900.0, retries: int = 5
+    ) -> None:
+        self.config = config_from_env(address)
+        self.address = self.config.address
         self.timeout_s = timeout_s
         self.retries = retries
-        self.channel = grpc.insecure_channel(address)
+        self.channel = self.config.channel()
 
     def close(self) -> None:
         self.channel.close()
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.config.metadata()
 
     def _call(self, call: Callable[[], T]) -> T:
         for attempt in range(self.retries + 1):
@@ -70,8 +78,10 @@ class GrpcScorer:
                 return call()
             except grpc.RpcError as error:
                 if error.code() not in RETRYABLE or attempt == self.retries:
+                    code = error.code()
                     raise RuntimeError(
-                        f"{self.address}: {error.code().name}: {error.details()}"
+                        f"{self.address}: {code.name}: {error.details()}"
+                        f"{access_hint(code, self.config)}"
                     ) from error
                 time.sleep(min(30.0, 2.0**attempt))
         raise AssertionError("unreachable")
@@ -80,7 +90,9 @@ class GrpcScorer:
 class GoldScorer(GrpcScorer):
     """``GoldAnnotator.Annotate`` (high priority: training waits for it); None where invalid."""
 
-    def __init__(self, address: str, experiment: str, *, timeout_s: float = 900.0) -> None:
+    def __init__(
+        self, address: str | ChannelConfig, experiment: str, *, timeout_s: float = 900.0
+    ) -> None:
         super().__init__(address, timeout_s=timeout_s)
         self.experiment = experiment
         self.stub = gold_annotator_pb2_grpc.GoldAnnotatorStub(self.channel)
@@ -93,7 +105,9 @@ class GoldScorer(GrpcScorer):
             experiment=self.experiment,
             priority=gold_annotator_pb2.PRIORITY_HIGH,
         )
-        reply = self._call(lambda: self.stub.Annotate(request, timeout=self.timeout_s))
+        reply = self._call(
+            lambda: self.stub.Annotate(request, timeout=self.timeout_s, metadata=self._metadata())
+        )
         by_id = {a.score.sample_id: a.score for a in reply.annotations}
         return [_value(by_id.get(i.id)) for i in items]
 
@@ -103,7 +117,12 @@ class JudgeScorer(GrpcScorer):
     reward the policy is trained on)."""
 
     def __init__(
-        self, address: str, judge: str, experiment: str, *, timeout_s: float = 900.0
+        self,
+        address: str | ChannelConfig,
+        judge: str,
+        experiment: str,
+        *,
+        timeout_s: float = 900.0,
     ) -> None:
         super().__init__(address, timeout_s=timeout_s)
         self.judge = judge
@@ -116,7 +135,9 @@ class JudgeScorer(GrpcScorer):
         request = judge_pool_pb2.ScoreRequest(
             judge=self.judge, samples=[to_proto(i) for i in items], experiment=self.experiment
         )
-        reply = self._call(lambda: self.stub.Score(request, timeout=self.timeout_s))
+        reply = self._call(
+            lambda: self.stub.Score(request, timeout=self.timeout_s, metadata=self._metadata())
+        )
         by_id = {s.sample_id: s for s in reply.scores}
         return [float(by_id[i.id].expected_score) if i.id in by_id else None for i in items]
 

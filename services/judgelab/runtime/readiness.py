@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from judgelab.client.health import describe_failure, health_config, health_status
 
 TAIL_LINES = 30
 
@@ -63,22 +65,27 @@ def wait_announce(
         time.sleep(0.1)
 
 
-def wait_serving(process: subprocess.Popen[bytes], address: str, timeout_s: float) -> str | None:
-    """None once gRPC health (overall) says SERVING, else why not."""
+def wait_serving(
+    process: subprocess.Popen[bytes],
+    address: str,
+    timeout_s: float,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """None once gRPC health (overall) says SERVING, else why not. Over TLS when the service
+    serves TLS (the environment it inherits, ``environ`` or this process's, says so)."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return f"exited with code {process.returncode} before serving"
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2.0)
-            except grpc.RpcError as err:
-                last = f"{err.code().name}: {err.details()}"
-            else:
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return None
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            time.sleep(0.2)
+    config = health_config(address, environ)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"exited with code {process.returncode} before serving"
+        try:
+            status = health_status(config, timeout_s=2.0)
+        except grpc.RpcError as err:
+            last = describe_failure(err, config)
+        else:
+            if status == "SERVING":
+                return None
+            last = status
+        time.sleep(0.2)
     return f"was not SERVING on {address} within {timeout_s:g} s (last: {last})"

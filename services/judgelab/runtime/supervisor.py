@@ -202,6 +202,6 @@ class Supervisor:
             if not child.address:
                 raise child.failure(f"announced no gRPC address: {child.announced}")
             left = max(self.start_timeout_s - (time.monotonic() - began), 5.0)
-            problem = wait_serving(child.process, child.address, left)
+            problem = wait_serving(child.process, child.address, left, self.env)
             if problem is not None:
                 raise child.failure(problem)

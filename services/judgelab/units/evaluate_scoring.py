@@ -4,7 +4,8 @@ Both answer one :class:`Verdict` per sample id. A response no judge can be shown
 invalid verdict without a call; a sample the service refuses as too long for the judge's
 context becomes an invalid ``too_long`` verdict; a briefly unavailable service is retried with
 back-off. A judge the pool does not serve, or one that is pairwise, raises :class:`Unscorable`
-(its row of the matrix is null, with the reason).
+(its row of the matrix is null, with the reason). TLS and the bearer token come from the
+``JUDGELAB_CLIENT_*`` variables (``judgelab.client``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from judgelab.api.v1 import judge_pool_pb2, judge_pool_pb2_grpc
+from judgelab.client.channel import ChannelConfig, access_hint, config_from_env
 from judgelab.judging import Sample
 from judgelab.serving.errors import error_details
 from judgelab.units.gold import sample_index
@@ -64,7 +66,10 @@ def judgeable(samples: Sequence[Sample]) -> tuple[list[Sample], dict[str, Verdic
 
 
 def gold_verdicts(
-    address: str, experiment: str, samples: Sequence[Sample], advance: Callable[[int], None]
+    address: str | ChannelConfig,
+    experiment: str,
+    samples: Sequence[Sample],
+    advance: Callable[[int], None],
 ) -> dict[str, Verdict]:
     """The gold annotator's verdicts (its durable cache makes a rerun free)."""
     shown, verdicts = judgeable(samples)
@@ -82,13 +87,15 @@ def gold_verdicts(
 
 
 class JudgePoolClient:
-    """``JudgePool.Score`` at ``address``, a chunk of samples per call."""
+    """``JudgePool.Score`` at ``address`` (or a :class:`ChannelConfig`), a chunk of samples per
+    call."""
 
-    def __init__(self, address: str, experiment: str, *, retries: int = 6) -> None:
-        self.address = address
+    def __init__(self, address: str | ChannelConfig, experiment: str, *, retries: int = 6) -> None:
+        self.config = config_from_env(address)
+        self.address = self.config.address
         self.experiment = experiment
         self.retries = retries
-        self.channel = grpc.insecure_channel(address)
+        self.channel = self.config.channel()
         self.stub = judge_pool_pb2_grpc.JudgePoolStub(self.channel)
 
     def close(self) -> None:
@@ -112,7 +119,9 @@ class JudgePoolClient:
                 judge=judge, samples=[sample_to_proto(s) for s in chunk], experiment=self.experiment
             )
             try:
-                response = self.stub.Score(request, timeout=RPC_TIMEOUT_S)
+                response = self.stub.Score(
+                    request, timeout=RPC_TIMEOUT_S, metadata=self.config.metadata()
+                )
             except grpc.RpcError as error:
                 code = error.code()
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -126,7 +135,7 @@ class JudgePoolClient:
                 if code not in RETRYABLE or failures > self.retries:
                     raise RuntimeError(
                         f"judge pool at {self.address} failed for judge {judge!r}: "
-                        f"{code.name}: {error.details()}"
+                        f"{code.name}: {error.details()}{access_hint(code, self.config)}"
                     ) from error
                 time.sleep(min(MAX_BACKOFF_S, 2.0**failures))
                 continue

@@ -4,6 +4,7 @@ One stream carries every sample in requests of CHUNK; labels come back as each i
 the service is briefly unavailable (restarting, queue full) the samples still unlabelled are
 sent again after a back-off: the ones it had finished come from its cache. A request it refuses
 as too long for the gold model is split to find the sample (unary ``Annotate`` per chunk).
+TLS and the bearer token come from the ``JUDGELAB_CLIENT_*`` variables (``judgelab.client``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator, Sequence
 import grpc
 
 from judgelab.api.v1 import common_pb2, gold_annotator_pb2, gold_annotator_pb2_grpc
+from judgelab.client.channel import ChannelConfig, access_hint, config_from_env
 from judgelab.judging import PointwiseJudgement, Sample, Stamp
 from judgelab.judging.results import InvalidReason
 from judgelab.serving.errors import error_details
@@ -30,16 +32,23 @@ MAX_BACKOFF_S = 30.0
 
 
 class GrpcGold:
-    """The gold annotator at ``address`` (host:port)."""
+    """The gold annotator at ``address`` (host:port, reached as the environment says, or a
+    :class:`ChannelConfig`)."""
 
     def __init__(
-        self, address: str, experiment: str, *, chunk: int = CHUNK, retries: int = 6
+        self,
+        address: str | ChannelConfig,
+        experiment: str,
+        *,
+        chunk: int = CHUNK,
+        retries: int = 6,
     ) -> None:
-        self.address = address
+        self.config = config_from_env(address)
+        self.address = self.config.address
         self.experiment = experiment
         self.chunk = chunk
         self.retries = retries
-        self.channel = grpc.insecure_channel(address)
+        self.channel = self.config.channel()
         self.stub = gold_annotator_pb2_grpc.GoldAnnotatorStub(self.channel)
 
     def label(self, samples: Sequence[Sample]) -> Iterator[GoldLabel]:
@@ -47,7 +56,10 @@ class GrpcGold:
         failures = 0
         while pending:
             try:
-                for annotation in self.stub.AnnotateStream(self._requests(list(pending.values()))):
+                stream = self.stub.AnnotateStream(
+                    self._requests(list(pending.values())), metadata=self.config.metadata()
+                )
+                for annotation in stream:
                     label = label_from_proto(annotation)
                     if pending.pop(label.sample_id, None) is not None:
                         yield label
@@ -81,7 +93,9 @@ class GrpcGold:
             chunk = samples[start : start + self.chunk]
             while chunk:
                 try:
-                    response = self.stub.Annotate(self._request(chunk))
+                    response = self.stub.Annotate(
+                        self._request(chunk), metadata=self.config.metadata()
+                    )
                 except grpc.RpcError as error:
                     if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
                         raise
@@ -101,7 +115,8 @@ class GrpcGold:
     def _failure(self, error: grpc.RpcError) -> str:
         code = error.code()
         details = error.details()
-        return f"gold annotator at {self.address} failed: {code.name}: {details}"
+        hint = access_hint(code, self.config)
+        return f"gold annotator at {self.address} failed: {code.name}: {details}{hint}"
 
 
 def sample_to_proto(sample: Sample) -> common_pb2.Sample:
