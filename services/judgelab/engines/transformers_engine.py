@@ -36,6 +36,7 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.utils import logging as hf_logging
 
 from judgelab.engines.base import (
     CandidateScores,
@@ -137,6 +138,8 @@ class TransformersEngine(Engine):
         device = select_device(spec.device)
         dtype = select_dtype(spec.dtype, device)
         log.info("loading %s from %s on %s as %s", spec.name, source, device, dtype)
+        # A per-tensor "Loading weights" bar in every service log and CLI run says nothing.
+        hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
