@@ -13,6 +13,7 @@ from judgelab.phases.stages import ANNOTATOR, JUDGE_POOL
 from judgelab.runtime.context import Runners, UnitContext
 from judgelab.runtime.progress import Unit
 from judgelab.runtime.train_policy import run_train_policy
+from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 
 
 def run_annotate_unit(context: UnitContext, unit: Unit) -> None:
@@ -48,9 +49,19 @@ def run_evaluate_unit(context: UnitContext, unit: Unit) -> None:
     build_report(context.run_dir)
 
 
+def run_train_policy_unit(context: UnitContext, unit: Unit) -> None:
+    """GRPO arms run the learner against the services; dpo-self-judge arms train in process."""
+    if isinstance(context.experiment.spec.policy.algorithm, DpoSelfJudgeAlgorithm):
+        from judgelab.runtime.train_self_improve import run_train_self_improve
+
+        run_train_self_improve(context, unit)
+    else:
+        run_train_policy(context, unit)
+
+
 RUNNERS: Runners = {
     Stage.ANNOTATE: run_annotate_unit,
     Stage.TRAIN_JUDGES: run_train_judge_unit,
-    Stage.TRAIN_POLICY: run_train_policy,
+    Stage.TRAIN_POLICY: run_train_policy_unit,
     Stage.EVALUATE: run_evaluate_unit,
 }
