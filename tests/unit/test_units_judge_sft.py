@@ -181,7 +181,11 @@ def test_unit_writes_adapter_training_json_and_judges_json(
     }
     if reasoning:
         judge["reasoning_budget"] = 16
-        judge["training"] = {**judge["training"], "recipe": "sft+grpo"}  # type: ignore[dict-item]
+        judge["training"] = {  # type: ignore[dict-item]
+            **judge["training"],  # type: ignore[dict-item]
+            "recipe": "sft+grpo",
+            "grpo": {"num_generations": 2, "steps": 1, "prompts_per_step": 1},
+        }
     invalid = GoldRow("bad", "Q?", "A.", None, None, "", False, "unparseable")
     write_split(tmp_path / "annotate" / "judge_train.jsonl", [*gold_rows(4), invalid])
     write_split(tmp_path / "annotate" / "judge_eval.jsonl", gold_rows(4))
@@ -193,7 +197,7 @@ def test_unit_writes_adapter_training_json_and_judges_json(
     assert training["examples"] == 4 and training["skipped"] == {"gold_invalid:unparseable": 1}
     assert training["epochs"] == 1 and len(training["train_loss"]) == training["steps"] == 1
     assert training["seconds"] > 0
-    assert training["grpo"] == "not run"
+    assert (training["grpo"] == "not run") is not reasoning  # test_units_judge_grpo checks it
     assert (tmp_path / "judges" / "judge" / "adapter" / "adapter_config.json").is_file()
     table = json.loads((tmp_path / "judges.json").read_text())
     assert [(e["name"], e["trained"]) for e in table] == [("judge", False), ("judge", True)]

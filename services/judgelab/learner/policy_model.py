@@ -20,13 +20,25 @@ from judgelab.learner.settings import LoraSettings
 
 
 def wrap_policy(model: nn.Module, lora: LoraSettings) -> nn.Module:
-    """``model`` with LoRA adapters (only they train), or ``model`` itself for full training."""
+    """``model`` with LoRA adapters (only they train), or ``model`` itself for full training.
+
+    A model that already has adapters (a judge after its SFT stage) keeps them and trains them on.
+    """
     if not lora.enabled:
         for param in model.parameters():
             param.requires_grad_(True)
         return model
+    if is_adapted(model):
+        for name, param in model.named_parameters():
+            param.requires_grad_("lora_" in name)
+        return model
     wrapped: nn.Module = with_lora(model, lora)
     return wrapped
+
+
+def is_adapted(model: nn.Module) -> bool:
+    """Whether ``model`` is a peft model (carries adapters already)."""
+    return hasattr(model, "peft_config")
 
 
 class Reference:

@@ -32,6 +32,7 @@ from judgelab.learner.logprobs import token_entropy, token_logprobs
 from judgelab.learner.policy_model import (
     Reference,
     forward_logits,
+    is_adapted,
     snapshot,
     swapped_weights,
     trainable,
@@ -59,9 +60,12 @@ class GrpoTrainer:
         self.info = dist_info or current()
         self.pad_token_id = pad_token_id
         torch.manual_seed(settings.seed)  # LoRA's random init, identical on every rank
+        # π_init is where this training starts: for a model that arrives with trained adapters
+        # (a judge after SFT) that is a frozen copy of it, not the adapter-less base.
+        adapted = is_adapted(model)
         self.policy = wrap_policy(model, settings.lora)
         self.policy.train()
-        self.reference = Reference(self.policy, settings.lora.enabled)
+        self.reference = Reference(self.policy, settings.lora.enabled and not adapted)
         self.params = trainable(self.policy)
         if not self.params:
             raise ValueError("the policy has no trainable parameters")

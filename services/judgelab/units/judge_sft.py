@@ -6,8 +6,11 @@ read the same position:
 * non-reasoning: the judge's conversation rendered with the chat template plus the prefilled
   ``"Score: "``; the target is only the gold score's candidate tokens (``scale.candidates()``,
   tokenized in context as ``TransformersEngine.score_candidates`` tokenizes them);
-* reasoning: the rendered conversation (nothing prefilled); the target is the gold reasoning
-  cut to ``reasoning_budget`` tokens, the final ``Score: n`` line and the end-of-turn token.
+* reasoning: the rendered conversation (nothing prefilled, as when it judges); the target is
+  the gold reasoning cut to ``reasoning_budget`` tokens, the final ``Score: n`` line and the
+  end-of-turn token.
+
+Pairwise judges: ``judge_sft_pairwise`` builds their examples (both display orders).
 
 The loss is on the target tokens only (labels -100 elsewhere). Rows the gold judge did not
 label validly are skipped and counted by reason, never silently dropped.
@@ -110,7 +113,7 @@ def _example(
     config = judge.config
     assert row.score is not None
     conversation = judge.conversation(sample_of(row))
-    prompt = render_prompt(tokenizer, conversation, assistant_prefix(config))
+    prompt = render_prompt(tokenizer, conversation, training_prefix(config))
     prompt_ids = encode(tokenizer, prompt)
     if config.reasoning:
         text = reasoning_target(tokenizer, config, row.reasoning, row.score)
@@ -118,13 +121,26 @@ def _example(
     else:
         candidate = config.scale.candidates()[row.score - config.scale.min]
         target = continuation_ids(tokenizer, prompt, prompt_ids, candidate)
+    return fit_example(row.id, prompt_ids, target, max_length)
+
+
+def training_prefix(config: JudgeConfig) -> str:
+    """What the judge's answer is prefilled with when it judges: the verdict label of a
+    non-reasoning judge; nothing for a reasoning judge, which writes its reasoning first."""
+    return "" if config.reasoning else assistant_prefix(config)
+
+
+def fit_example(
+    example_id: str, prompt_ids: list[int], target: list[int], max_length: int
+) -> SftExample | str:
+    """Prompt + target cut to ``max_length`` from the left of the prompt, or why it cannot be."""
     if len(target) >= max_length:
         return "target_longer_than_max_length"
     room = max_length - len(target)
     truncated = len(prompt_ids) > room
     prompt_ids = prompt_ids[-room:]  # the spec's rule: cut the prompt from the left
     return SftExample(
-        id=row.id,
+        id=example_id,
         input_ids=prompt_ids + target,
         labels=[IGNORE] * len(prompt_ids) + target,
         prompt_truncated=truncated,

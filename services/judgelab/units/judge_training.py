@@ -4,9 +4,10 @@
 runs its recipe, saves the adapter to RUN/judges/<name>/adapter/ (atomically), records
 RUN/judges/<name>/training.json, evaluates the trained judge and updates RUN/judges.json.
 
-Recipes run here: ``none`` (evaluation only) and ``sft`` for pointwise judges. The GRPO stage of
-``sft+grpo`` is not implemented: the unit runs its SFT stage and records ``"grpo": "not run"``.
-Pairwise judges are evaluated but not trained yet (their training.json says so).
+Recipes: ``none`` (evaluation only), ``sft`` and ``sft+grpo`` (SFT, then GRPO against gold on
+the learner's GRPO machinery, see ``judge_grpo``; the SFT judge is evaluated in between and
+training.json's ``"grpo"`` records the stage). Pairwise judges train on both display orders of
+every gold pair (two responses to one prompt with different gold scores).
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ from typing import Any
 from judgelab.atomic_files import write_dir_atomic
 from judgelab.engines import build_engine
 from judgelab.engines.adapters import apply_adapter, judge_adapter_dir, merged_engine
-from judgelab.engines.base import Engine
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.judging import JudgeConfig, PairwiseJudge, PointwiseJudge
 from judgelab.spec import Experiment
 from judgelab.spec.judges import ProxyJudgeSpec
 from judgelab.spec.model import ModelSpec
-from judgelab.units.gold_rows import JUDGE_EVAL, JUDGE_TRAIN, gold_split_path, read_gold_rows
-from judgelab.units.judge_eval import (
-    JudgeEvaluation,
-    evaluate_judge,
-    update_judges_json,
-    write_json_atomic,
+from judgelab.units.gold_rows import (
+    JUDGE_EVAL,
+    JUDGE_TRAIN,
+    GoldRow,
+    gold_split_path,
+    read_gold_rows,
 )
+from judgelab.units.judge_eval import JudgeEvaluation, update_judges_json, write_json_atomic
+from judgelab.units.judge_grpo_stage import evaluate_strict, json_number, run_grpo_stage
 from judgelab.units.judge_sft import Progress, SftResult, build_examples, train_sft
+from judgelab.units.judge_sft_pairwise import build_pairwise_examples
 
 GRPO_NOT_RUN = "not run"
 
@@ -50,13 +53,16 @@ class JudgeTrainingSummary:
     steps: int
     losses: list[float]
     seconds: float
-    grpo: str
+    grpo: str | dict[str, Any]
     adapter_dir: Path | None
     untrained: JudgeEvaluation
     trained: JudgeEvaluation | None
     epochs: int = 0
     skipped_rows: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Share of judge_eval verdicts the judge's own output did not give (budget forcing aside),
+    #: by stage: "untrained", "after_sft" (sft+grpo only), "trained".
+    strict_invalid_rate: dict[str, float] = field(default_factory=dict)
 
 
 def judge_dir(run_dir: Path, name: str) -> Path:
@@ -80,7 +86,7 @@ def run_train_judge(
     config = JudgeConfig.from_proxy_spec(spec)
     base = engine if engine is not None else _load_transformers(spec.model)
     eval_rows = read_gold_rows(gold_split_path(run_dir, JUDGE_EVAL))
-    untrained = evaluate_judge(_judge(base, config), eval_rows, trained=False)
+    untrained = evaluate_strict(base, config, eval_rows, trained=False)
     recipe = spec.training.recipe or "sft"
     summary = JudgeTrainingSummary(
         judge=spec.name,
@@ -92,33 +98,55 @@ def run_train_judge(
         seconds=0.0,
         grpo=GRPO_NOT_RUN,
         adapter_dir=None,
-        untrained=untrained,
+        untrained=untrained.evaluation,
         trained=None,
+        strict_invalid_rate={"untrained": untrained.strict_invalid_rate},
     )
-    if recipe == "none" or spec.protocol == "pairwise":
-        note = "recipe none" if recipe == "none" else "pairwise judge training is not implemented"
-        summary = dataclasses.replace(summary, notes=[note])
+    if recipe == "none":
+        summary = dataclasses.replace(summary, notes=["recipe none"])
         _write_training_json(run_dir, summary)
-        update_judges_json(run_dir, [untrained])
+        update_judges_json(run_dir, [untrained.evaluation])
         return summary
-    result, summary = _sft(experiment, spec, config, base, run_dir, summary, progress)
-    trained_engine = merged_engine(result.model, base)
-    trained = evaluate_judge(_judge(trained_engine, config), eval_rows, trained=True)
-    summary = dataclasses.replace(summary, trained=trained)
+    train_rows = read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
+    result, summary = _sft(experiment, spec, config, base, train_rows, summary, progress)
+    model = result.model
+    stage = None
+    if recipe == "sft+grpo":
+        seed = experiment.spec.runtime.seed
+        rows = (train_rows, eval_rows)
+        stage = run_grpo_stage(spec, config, base, model, rows, seed, progress)
+        model = stage.model
+    lora = spec.training.lora.enabled
+    target = adapter_dir(run_dir, spec.name) if lora else judge_dir(run_dir, spec.name) / "model"
+    saved = _save_atomic(model, base.tokenizer, target, lora)
+    trained = evaluate_strict(merged_engine(model, base), config, eval_rows)
+    strict = {**summary.strict_invalid_rate, "trained": trained.strict_invalid_rate}
+    grpo: str | dict[str, Any] = GRPO_NOT_RUN
+    if stage is not None:
+        strict["after_sft"] = stage.after_sft.strict_invalid_rate
+        grpo = {
+            **stage.record,
+            "after": trained.to_dict(),
+            "invalid_output_rate": {
+                "before": json_number(stage.after_sft.strict_invalid_rate),
+                "after": json_number(trained.strict_invalid_rate),
+            },
+        }
+    summary = dataclasses.replace(
+        summary,
+        trained=trained.evaluation,
+        adapter_dir=saved,
+        grpo=grpo,
+        strict_invalid_rate=strict,
+    )
     _write_training_json(run_dir, summary)
-    update_judges_json(run_dir, [untrained, trained])
+    update_judges_json(run_dir, [untrained.evaluation, trained.evaluation])
     return summary
 
 
 def trained_judge_engine(model: ModelSpec, adapter: Path) -> TransformersEngine:
     """The judge's base model with its trained adapter merged in: what the judge pool serves."""
     return apply_adapter(_load_transformers(model), adapter)
-
-
-def _judge(engine: Engine, config: JudgeConfig) -> PointwiseJudge | PairwiseJudge:
-    if config.protocol == "pairwise":
-        return PairwiseJudge(engine, config)
-    return PointwiseJudge(engine, config)
 
 
 def _load_transformers(model: ModelSpec) -> TransformersEngine:
@@ -144,15 +172,20 @@ def _sft(
     spec: ProxyJudgeSpec,
     config: JudgeConfig,
     base: TransformersEngine,
-    run_dir: Path,
+    rows: list[GoldRow],
     summary: JudgeTrainingSummary,
     progress: Progress | None,
 ) -> tuple[SftResult, JudgeTrainingSummary]:
-    """SFT on a copy of the base model (the base stays untouched); the result saved."""
-    judge = PointwiseJudge(base, config)
+    """SFT on a copy of the base model (the base stays untouched)."""
     settings = spec.training.sft
-    rows = read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
-    built = build_examples(judge, base.tokenizer, rows, settings.max_length)
+    if config.protocol == "pairwise":
+        built = build_pairwise_examples(
+            PairwiseJudge(base, config), base.tokenizer, rows, settings.max_length
+        )
+    else:
+        built = build_examples(
+            PointwiseJudge(base, config), base.tokenizer, rows, settings.max_length
+        )
     if not built.examples:
         raise ValueError(
             f"judge {spec.name!r}: no valid gold-labelled example to train on ({len(rows)} rows, "
@@ -170,12 +203,6 @@ def _sft(
             seed=experiment.spec.runtime.seed,
             progress=progress,
         )
-    lora = spec.training.lora.enabled
-    target = adapter_dir(run_dir, spec.name) if lora else judge_dir(run_dir, spec.name) / "model"
-    saved = _save_atomic(result.model, base.tokenizer, target, lora)
-    notes = list(summary.notes)
-    if spec.training.recipe == "sft+grpo":
-        notes.append("the GRPO stage of sft+grpo is not implemented: SFT only")
     return result, dataclasses.replace(
         summary,
         examples=len(built.examples),
@@ -185,8 +212,6 @@ def _sft(
         losses=result.losses,
         seconds=result.seconds,
         epochs=settings.epochs,
-        adapter_dir=saved,
-        notes=notes,
     )
 
 
@@ -213,6 +238,7 @@ def _write_training_json(run_dir: Path, summary: JudgeTrainingSummary) -> None:
         "train_loss": summary.losses,
         "seconds": summary.seconds,
         "grpo": summary.grpo,
+        "strict_invalid_rate": {k: json_number(v) for k, v in summary.strict_invalid_rate.items()},
         "adapter_dir": None if summary.adapter_dir is None else str(summary.adapter_dir),
         "untrained": summary.untrained.to_dict(),
         "trained": None if summary.trained is None else summary.trained.to_dict(),
