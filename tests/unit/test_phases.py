@@ -15,6 +15,7 @@ from test_crd import _violations
 from judgelab import phases
 from judgelab.crd import openapi_schema
 from judgelab.phases import ArmProgress, PhaseState, RetryPolicy, Stage
+from judgelab.phases.stages import stage_services
 from judgelab.spec import ExperimentSpec, validate_mapping
 from judgelab.spec.status import ExperimentStatus
 
@@ -82,21 +83,25 @@ def test_quickstart_plan_has_four_stages_with_one_arm_per_judge() -> None:
     ]
 
 
-def test_self_judging_study_skips_annotation_and_judge_training() -> None:
-    state = phases.start(_spec(_dpo_raw()), T0)
-    assert state.current is Stage.TRAIN_POLICY and state.phase == "TrainingPolicy"
+def test_self_judging_study_annotates_splits_only_and_skips_judge_training() -> None:
+    spec = _spec(_dpo_raw())
+    assert phases.plan_units(spec)[Stage.ANNOTATE] == ("splits",)
+    state = phases.start(spec, T0)
+    assert state.current is Stage.ANNOTATE and state.phase == "Annotating"
     assert set(state.units[Stage.TRAIN_POLICY]) == {
         "self-judge",
         "sft-on-references",
         "reference-free",
     }
-    for type_ in ("Annotated", "JudgesTrained"):
-        condition = state.condition(type_)
-        assert condition is not None and (condition.status, condition.reason) == (
-            "True",
-            "NotNeeded",
-        )
-    assert [r.reason for r in state.log].count("StageSkipped") == 2
+    # In-process training: the gold annotator is the only service any stage waits for.
+    assert {stage_services(state.spec, stage) for stage in Stage} == {("annotator",)}
+    state = phases.set_service(state, "annotator", True, T0)
+    state = _run_stage(state)
+    assert state.current is Stage.TRAIN_POLICY and state.phase == "TrainingPolicy"
+    assert len(phases.runnable(state, T0)) == 3
+    condition = state.condition("JudgesTrained")
+    assert condition is not None and (condition.status, condition.reason) == ("True", "NotNeeded")
+    assert [r.reason for r in state.log].count("StageSkipped") == 1
 
 
 # --- a whole study -----------------------------------------------------------------------------

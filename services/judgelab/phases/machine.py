@@ -14,7 +14,14 @@ from typing import Any
 
 from judgelab.phases.conditions import READY, SERVICES_READY, SPEC_ACCEPTED, log, set_condition
 from judgelab.phases.retry import RetryPolicy
-from judgelab.phases.stages import STAGE_INFO, STAGES, Stage, plan_arms, plan_units
+from judgelab.phases.stages import (
+    STAGE_INFO,
+    STAGES,
+    Stage,
+    plan_arms,
+    plan_units,
+    stage_services,
+)
 from judgelab.phases.state import ArmProgress, PhaseState, Record, UnitState
 from judgelab.spec import ExperimentSpec
 
@@ -216,7 +223,7 @@ def _finish_stage(state: PhaseState, stage: Stage, now: datetime) -> PhaseState:
 
 
 def _missing_services(state: PhaseState, stage: Stage) -> list[str]:
-    return [s for s in STAGE_INFO[stage].services if not state.services.get(s)]
+    return [s for s in stage_services(state.spec, stage) if not state.services.get(s)]
 
 
 def _refresh(state: PhaseState, now: datetime) -> PhaseState:
@@ -232,7 +239,7 @@ def _refresh(state: PhaseState, now: datetime) -> PhaseState:
         state = set_condition(state, SERVICES_READY, "False", "NotReady", waiting, now)
         message += f"; {waiting}"
     else:
-        needed = ", ".join(STAGE_INFO[stage].services)
+        needed = ", ".join(stage_services(state.spec, stage))
         text = f"{needed} ready" if needed else "no services needed"
         state = set_condition(state, SERVICES_READY, "True", "Ready", text, now)
     state = replace(state, message=message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from judgelab.spec import ExperimentSpec
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
@@ -81,6 +82,9 @@ STAGE_INFO: Mapping[Stage, StageInfo] = {
 }
 STAGES: tuple[Stage, ...] = tuple(Stage)
 GOLD_UNIT, REPORT_UNIT, SELF_JUDGE_UNIT = "gold", "report", "self-judge"
+#: dpo-self-judge's Annotate: the data splits only (no proxy judge needs gold labels).
+SPLITS_UNIT = "splits"
+DPO_SELF_JUDGE = "dpo-self-judge"
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,30 @@ def plan_units(spec: ExperimentSpec) -> dict[Stage, tuple[str, ...]]:
     """The units of every stage. A stage without units is skipped (nothing to do)."""
     judges = tuple(j.name for j in spec.judges)
     return {
-        Stage.ANNOTATE: (GOLD_UNIT,) if judges else (),
+        Stage.ANNOTATE: _annotate_units(spec, judges),
         Stage.TRAIN_JUDGES: judges,
         Stage.TRAIN_POLICY: tuple(arm.name for arm in plan_arms(spec)),
         Stage.EVALUATE: (REPORT_UNIT,),
     }
+
+
+def stage_services(spec: Mapping[str, Any], stage: Stage) -> tuple[str, ...]:
+    """The services ``stage`` needs for this spec (``PhaseState.spec``, a plain mapping).
+    dpo-self-judge trains and samples in process: only the gold annotator serves it."""
+    algorithm = (spec.get("policy") or {}).get("algorithm") or {}
+    if algorithm.get("name") == DPO_SELF_JUDGE:
+        return (ANNOTATOR,)
+    return STAGE_INFO[stage].services
+
+
+def _annotate_units(spec: ExperimentSpec, judges: tuple[str, ...]) -> tuple[str, ...]:
+    """Gold labels when proxy judges train on them; a splits-only unit for dpo-self-judge, whose
+    arms read the policy splits Annotate writes (one carving of the data for every arm)."""
+    if judges:
+        return (GOLD_UNIT,)
+    if isinstance(spec.policy.algorithm, DpoSelfJudgeAlgorithm):
+        return (SPLITS_UNIT,)
+    return ()
 
 
 def plan_arms(spec: ExperimentSpec) -> tuple[ArmPlan, ...]:

@@ -14,7 +14,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from judgelab import phases
-from judgelab.phases import STAGE_INFO, ArmProgress, PhaseState, RetryPolicy, Stage
+from judgelab.phases import ArmProgress, PhaseState, RetryPolicy, Stage
+from judgelab.phases.stages import stage_services
 from judgelab.runtime.context import Message, Runners, StepReport, UnitContext
 from judgelab.runtime.progress import ProgressView, Unit
 from judgelab.runtime.store import RunStore
@@ -89,7 +90,7 @@ class Driver:
         self.progress.stage_started(stage, len(units), done)
 
     def _ensure_services(self, stage: Stage) -> None:
-        needed = STAGE_INFO[stage].services
+        needed = stage_services(self.state.spec, stage)
         self.context.services.ensure(needed)
         state = self.state
         for service in needed:
@@ -148,7 +149,7 @@ class Driver:
             thread.join(POLL_S)
             self._drain(context, unit)
             lost = self._take_crashes()
-            if any(s in STAGE_INFO[unit.stage].services for s in lost):
+            if any(s in stage_services(self.state.spec, unit.stage) for s in lost):
                 context.cancelled.set()
         self._unit_cancelled = None
         self._drain(context, unit)

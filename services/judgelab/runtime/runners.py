@@ -38,11 +38,13 @@ def run_evaluate_unit(context: UnitContext, unit: Unit) -> None:
     from judgelab.evaluation.report import build_report
     from judgelab.units.evaluate import run_evaluate
 
+    # dpo-self-judge has no proxy judges, so no judge pool runs for it.
+    self_improve = isinstance(context.experiment.spec.policy.algorithm, DpoSelfJudgeAlgorithm)
     run_evaluate(
         context.experiment,
         context.run_dir,
         gold_address=context.address(ANNOTATOR),
-        judge_pool_address=context.address(JUDGE_POOL),
+        judge_pool_address="" if self_improve else context.address(JUDGE_POOL),
         progress=context.report,
         cancelled=context.cancelled,
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from judgelab.engines.base import Engine, SamplingParams
-from judgelab.evaluation.report.bootstrap import DEFAULT_RESAMPLES, bootstrap_win_rate
 from judgelab.judging import Sample
+from judgelab.judging.bootstrap import DEFAULT_RESAMPLES, bootstrap_win_rate
 from judgelab.selfimprove.files import write_json
 from judgelab.selfimprove.prompts import PromptRow
 from judgelab.selfimprove.sampling import sample_candidates
@@ -76,6 +76,19 @@ def gold_win_rate(
             {"id": i, "gold_start": s, "gold_end": e, "outcome": o} for i, s, e, o in kept
         ],
         "win_rate": None,
+        "answers": [
+            {
+                "id": row.id,
+                **{
+                    side: [
+                        {"text": text, "gold": scores.get(f"{side}:{row.id}#{k}")}
+                        for k, text in enumerate(candidates.texts)
+                    ]
+                    for side, candidates in ((START, before), (END, after))
+                },
+            }
+            for row, before, after in zip(rows, answers[START], answers[END], strict=True)
+        ],
     }
     if kept:
         rate = bootstrap_win_rate([CREDIT[o] for *_, o in kept], resamples=resamples, seed=seed)

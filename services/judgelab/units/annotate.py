@@ -10,6 +10,9 @@
 4. ``RUN/annotate/{judge_train,judge_eval,policy_train,policy_eval}.jsonl`` and
    ``summary.json`` are written atomically, last.
 
+A study without proxy judges (dpo-self-judge) needs no gold labels here: steps 2 and 3 are
+skipped and every split, judge splits included, is written as plain records (splits only).
+
 Invalid gold outputs (and empty sampled responses, which the gold judge never sees) are kept
 with ``valid: false`` and counted.
 """
@@ -97,9 +100,14 @@ def run_annotate(
         sys.stderr.write(loaded.dropped_report() + "\n")
     out_dir = annotate_dir(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items, sampled, reused = _items(experiment, out_dir, splits, report, policy_engine, cancelled)
+    labelled = needs_gold_labels(experiment)
+    items, sampled, reused = (
+        _items(experiment, out_dir, splits, report, policy_engine, cancelled)
+        if labelled
+        else ([], 0, 0)
+    )
     labels = _label(experiment, items, report, gold_address, annotator, cancelled)
-    outputs = _write_outputs(out_dir, splits, items, labels)
+    outputs = _write_outputs(out_dir, splits, items, labels, labelled)
     valid, reasons, histogram, cached = count_labels(labels.values())
     summary = AnnotateSummary(
         outputs=outputs,
@@ -119,6 +127,11 @@ def run_annotate(
     write_text_atomic(out_dir / SUMMARY_FILE, dumps(summary.to_json()) + "\n")
     sys.stderr.write(summary.format() + "\n")
     return summary
+
+
+def needs_gold_labels(experiment: Experiment) -> bool:
+    """Only proxy judges train on the judge splits' gold labels."""
+    return bool(experiment.spec.judges)
 
 
 def _items(
@@ -236,12 +249,16 @@ def _build_engine(model: ModelSpec) -> Engine:
 
 
 def _write_outputs(
-    out_dir: Path, splits: Splits, items: Sequence[Item], labels: dict[str, GoldLabel]
+    out_dir: Path,
+    splits: Splits,
+    items: Sequence[Item],
+    labels: dict[str, GoldLabel],
+    labelled: bool,
 ) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
     for name, records in splits.items():
         path = out_dir / f"{name}.jsonl"
-        if name in SPLIT_NAMES[:2]:
+        if name in SPLIT_NAMES[:2] and labelled:
             rows = [_item_line(i, labels[i.id]) for i in items if i.split == name]
         else:
             rows = [_record_line(name, r) for r in records]

@@ -13,6 +13,9 @@
 4. Files (``units.evaluate_results``), each written atomically: ``evaluate/cross_scores.json``,
    ``evaluate/pairwise.json``, ``evaluate/outputs/{arm}.jsonl``, ``evaluate/summary.json``, and
    ``judges.json`` rewritten in the report's shape (``units.evaluate_judges``).
+
+A ``dpo-self-judge`` study has no published policy versions and no proxy judges: its arms were
+gold-evaluated in TrainPolicy, and ``units.evaluate_self_improve`` collects and extends that.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from judgelab.engines.base import Engine, SamplingParams
 from judgelab.engines.policy_store import PolicyStore, PublishedPolicy, policy_root
 from judgelab.judging import Sample
 from judgelab.spec.experiment import Experiment
+from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 from judgelab.units.evaluate_judges import convert_judges_json
 from judgelab.units.evaluate_outputs import (
     EvalPrompt,
@@ -131,6 +135,12 @@ def run_evaluate(
     started = time.monotonic()
     report = progress if progress is not None else stderr_progress(label="evaluate")
     spec = experiment.spec
+    if isinstance(spec.policy.algorithm, DpoSelfJudgeAlgorithm):
+        from judgelab.units.evaluate_self_improve import run_evaluate_self_improve
+
+        return run_evaluate_self_improve(
+            experiment, run_dir, gold_address, report, policy_engine_factory, cancelled, started
+        )
     prompts = read_eval_prompts(run_dir, spec.evaluation.heldout_prompts)
     per_prompt = spec.evaluation.samples_per_prompt
     arms = [arm.name for arm in spec.arms]

@@ -11,6 +11,7 @@ from judgelab.evaluation.report import (
     section_kl,
     section_pairwise,
     section_patterns,
+    section_self_improve,
     section_training,
 )
 from judgelab.evaluation.report.document import (
@@ -33,6 +34,7 @@ FIGURES = (
     section_cross.FIGURE,
     section_pairwise.FIGURE,
     section_patterns.FIGURE,
+    section_self_improve.FIGURE,
 )
 
 
@@ -54,6 +56,8 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> ReportR
     root = run.paths.root
     for stale in FIGURES:
         (root / stale).unlink(missing_ok=True)
+    if run.self_improve is not None:
+        return _self_improve_report(run, options)
     scale = options.scale or (run.judges.scale if run.judges else None) or DEFAULT_SCALE
     margin = options.onset_margin_fraction * (scale[1] - scale[0])
     series = [ArmSeries.of(arm, run.steps[arm]) for arm in run.arms if arm in run.steps]
@@ -69,11 +73,9 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> ReportR
     samples = section_patterns.samples_section(run.outputs, run.arms, options)
     sections = [_inputs_section(run), training, kl, judges, cross, pairwise, patterns, samples]
 
-    title = f"judgelab study report — {root.name}"
-    markdown, html, results = root / "report.md", root / "report.html", root / "results.json"
-    markdown.write_text(render_markdown(title, sections), encoding="utf-8")
-    html.write_text(render_html(title, sections, root), encoding="utf-8")
-    write_results(
+    return _write(
+        run,
+        sections,
         {
             "run_dir": str(root),
             "arms": list(run.arms),
@@ -85,12 +87,53 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> ReportR
             "cross_scores": cross_results,
             "pairwise": pairwise_results,
             "adversarial_patterns": pattern_results,
-            "sections": {s.title: _status(s) for s in sections},
         },
-        results,
     )
+
+
+def _self_improve_report(run: RunData, options: ReportOptions) -> ReportResult:
+    """A dpo-self-judge study: no learner steps, KL or proxy judges; its own section instead."""
+    assert run.self_improve is not None
+    root = run.paths.root
+    study, study_results = section_self_improve.self_improve_section(
+        run.self_improve, options, root
+    )
+    patterns, pattern_results = section_patterns.patterns_section(run.outputs, run.arms, root)
+    samples = section_patterns.samples_section(run.outputs, run.arms, options)
+    inputs = Section(
+        "Inputs",
+        (
+            Paragraph(
+                f"Run directory `{root}`; a dpo-self-judge study, arms: {', '.join(run.arms)}; "
+                f"read from `{run.self_improve.path.relative_to(root)}` and "
+                "`evaluate/outputs/{arm}.jsonl`."
+            ),
+        ),
+    )
+    return _write(
+        run,
+        [inputs, study, patterns, samples],
+        {
+            "run_dir": str(root),
+            "study": "dpo-self-judge",
+            "arms": list(run.arms),
+            "options": asdict(options),
+            "inputs": _recorded(run),
+            "self_improve": study_results,
+            "adversarial_patterns": pattern_results,
+        },
+    )
+
+
+def _write(run: RunData, sections: list[Section], results: dict[str, Any]) -> ReportResult:
+    root = run.paths.root
+    title = f"judgelab study report — {root.name}"
+    markdown, html, results_path = root / "report.md", root / "report.html", root / "results.json"
+    markdown.write_text(render_markdown(title, sections), encoding="utf-8")
+    html.write_text(render_html(title, sections, root), encoding="utf-8")
+    write_results({**results, "sections": {s.title: _status(s) for s in sections}}, results_path)
     figures = tuple(root / f for f in _figures(sections))
-    return ReportResult(markdown, html, results, figures)
+    return ReportResult(markdown, html, results_path, figures)
 
 
 def _recorded(run: RunData) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from judgelab.evaluation.report.evaluate import (
     load_outputs,
 )
 from judgelab.evaluation.report.judges import JudgesFile
+from judgelab.evaluation.report.self_improve import SelfImproveFile, load_self_improve
 from judgelab.evaluation.report.steps import StepRecord, load_steps
 
 
@@ -57,6 +58,7 @@ class RunData:
     cross: CrossScores | None
     pairwise: PairwiseFile | None
     outputs: dict[str, list[OutputRecord]]
+    self_improve: SelfImproveFile | None = None  # only a dpo-self-judge study records it
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -77,8 +79,11 @@ def load_run(run_dir: Path) -> RunData:
     judges = JudgesFile.load(paths.judges) if paths.judges.is_file() else None
     cross = CrossScores.load(paths.cross_scores) if paths.cross_scores.is_file() else None
     pairwise = PairwiseFile.load(paths.pairwise) if paths.pairwise.is_file() else None
+    self_improve = load_self_improve(paths.root / "evaluate")
     arms = _arm_order(steps, outputs, cross, pairwise)
-    return RunData(paths, arms, steps, judges, cross, pairwise, outputs)
+    if self_improve is not None:
+        arms = (*self_improve.arms, *(a for a in arms if a not in self_improve.arms))
+    return RunData(paths, arms, steps, judges, cross, pairwise, outputs, self_improve)
 
 
 def _sorted_dirs(folder: Path) -> list[Path]:
