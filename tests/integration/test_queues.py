@@ -262,7 +262,7 @@ def test_completions_stay_atomic_when_redis_is_killed_mid_stream(
     producer = Producer(client)
     for i in range(2000):
         producer.add(IN, Rollout(f"r-{i}", "t").to_fields())
-    worker = consumer(client, "w")
+    worker = consumer(client, "w", outage_timeout_s=0)  # fail, not wait, when Redis dies
 
     def kill_mid_stream() -> None:
         deadline = time.monotonic() + 10

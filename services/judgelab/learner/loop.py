@@ -24,9 +24,10 @@ from judgelab.learner.evaluation import Evaluator, HackingTracker
 from judgelab.learner.job_annotation import JobAnnotator
 from judgelab.learner.metrics import LearnerMetrics
 from judgelab.learner.publish import PolicyPublisher
-from judgelab.learner.source import Pending
+from judgelab.learner.source import Pending, StreamGroupSource
 from judgelab.learner.steplog import StepLog, StepTimes
 from judgelab.learner.trainer import GrpoTrainer
+from judgelab.learner.watchdog import LostGroup, LostGroups
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class LearnerLoop:
         self.annotator = annotator
         self.last_gold: float | None = None
         self.dropped_total = 0
+        self.lost: dict[str, LostGroup] = {}
         self.is_main = trainer.info.is_main
 
     @property
@@ -144,10 +146,31 @@ class LearnerLoop:
             if self.control.stop_requested:
                 return None
             wanted = self.config.prompts_per_step - len(batch)
-            for pending in self.source.read(wanted, self.config.block_ms):
+            read = self.source.read(wanted, self.config.block_ms)
+            for pending in read:
                 if self._usable(pending, batch):
                     batch.append(pending)
+            if not read:  # the scored stream is drained: is anything never coming?
+                self._check_lost(batch)
         return batch
+
+    def _check_lost(self, batch: list[Pending]) -> None:
+        """Fail the arm, naming them, when groups it waits for were dead-lettered (watchdog)."""
+        if not isinstance(self.source, StreamGroupSource):
+            return
+        held = {p.group_id for p in batch}
+        for group in self.source.lost_groups():
+            if group.group_id not in self.trained and group.group_id not in held:
+                self.lost.setdefault(group.group_id, group)
+        if not self.lost:
+            return
+        error = LostGroups(self.config.arm, self.trainer.version, list(self.lost.values()))
+        log.error("%s", error)
+        if self.metrics is not None:
+            self.metrics.record_lost(self.config.arm, len(self.lost))
+        metrics = {**self.control.state().metrics, "lost_groups": float(len(self.lost))}
+        self.control.update(metrics=metrics)
+        raise error
 
     def _usable(self, pending: Pending, batch: list[Pending]) -> bool:
         assert self.source is not None

@@ -68,6 +68,12 @@ class LearnerMetrics:
             arm,
             registry=r,
         )
+        self.lost_groups = Counter(
+            "judgelab_learner_lost_groups",
+            "Groups the learner waited for that were dead-lettered on the way (the arm fails).",
+            arm,
+            registry=r,
+        )
         self.step_seconds = Histogram(
             "judgelab_learner_step_seconds",
             "Training time per step.",
@@ -98,6 +104,9 @@ class LearnerMetrics:
             value = evaluation.get(key)
             if isinstance(value, int | float):
                 gauge.labels(**labels).set(float(value))
+
+    def record_lost(self, arm: str, count: int) -> None:
+        self.lost_groups.labels(experiment=self.experiment, arm=arm).inc(count)
 
     def dropped(self, arm: str, count: int = 1) -> None:
         self.dropped_stale.labels(experiment=self.experiment, arm=arm).inc(count)

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 import redis
 
-from judgelab.engines.policy_store import publish_policy_version
+from judgelab.engines.policy_store import PublishedPolicy, publish_policy_version
+from judgelab.queues.connection import through_outages
 
 
 class PolicyPublisher(Protocol):
@@ -33,13 +34,21 @@ class DirectoryPublisher:
         self.base_model = base_model
 
     def publish(self, version: int, model: Any) -> Path:
-        published = publish_policy_version(
-            self.root,
-            version,
-            model,
-            redis=self.client,
-            key=self.key,
-            base_model=self.base_model,
-        )
+        """Write and announce ``version``; waits for Redis if it is down (repeating is safe)."""
+
+        def publish_once() -> PublishedPolicy:
+            return publish_policy_version(
+                self.root,
+                version,
+                model,
+                redis=self.client,
+                key=self.key,
+                base_model=self.base_model,
+            )
+
+        if self.client is None:
+            published = publish_once()
+        else:
+            published = through_outages(self.client, publish_once, f"publishing v{version}")
         assert published.path is not None
         return published.path

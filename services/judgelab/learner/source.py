@@ -5,7 +5,9 @@ A :class:`ScoredGroup` carries rewards but not token ids, so the learner reads b
 (``learner``) and joins them by group id. Nothing is acked here until the loop says the step that
 used it is durable. The consumer name is stable per arm (one learner per arm): on start it first
 re-reads its own pending entries (``XREADGROUP ... 0``), in stream order, so a restarted learner
-sees the same data in the same order. Reclaiming is left to that re-read (a long claim timeout).
+sees the same data in the same order. Reclaiming is left to that re-read (a long claim timeout),
+which is repeated whenever the stream is drained: a read whose reply was lost (Redis or the
+connection died mid-reply) left its entries in this consumer's pending list, unseen.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import redis
 
 from judgelab.learner.batch import TrainGroup, join_group, prompt_token_ids
+from judgelab.learner.watchdog import DeadLetterWatch, LostGroup
 from judgelab.queues.codec import BadMessage
+from judgelab.queues.connection import through_outages
 from judgelab.queues.consumer import Consumer, Delivery
 from judgelab.queues.groups import text
 from judgelab.queues.messages import RolloutGroup, ScoredGroup
@@ -66,6 +70,7 @@ class StreamGroupSource:
         self._backlog: list[Delivery] | None = None  # own pending scored entries, read once
         self._prompt_ids: dict[str, list[int]] = {}
         self.rejected_total = 0
+        self.dead_letters = DeadLetterWatch(client, names, arm)
 
     def read(self, count: int, block_ms: int) -> list[Pending]:
         """Up to ``count`` joined groups: own pending entries first, then new ones."""
@@ -73,9 +78,12 @@ class StreamGroupSource:
             self._backlog = self._own_pending(self.scored)
             for delivery in self._own_pending(self.rollouts):
                 self._remember_rollouts(delivery)
+            log.info("%d scored groups left pending by a previous life", len(self._backlog))
         deliveries, self._backlog = self._backlog[:count], self._backlog[count:]
         if not deliveries:
             deliveries = self.scored.read(count=count, block_ms=block_ms)
+        if not deliveries:  # drained; entries whose XREADGROUP reply was lost are ours still
+            self._backlog = [d for d in self._own_pending(self.scored) if d.id not in self._held]
         out = []
         for delivery in deliveries:
             if delivery.id in self._held:
@@ -88,6 +96,10 @@ class StreamGroupSource:
 
     def already_done(self, group_id: str) -> bool:
         return self.scored.already_done(group_id)
+
+    def lost_groups(self) -> list[LostGroup]:
+        """Groups of the arm dead-lettered since the last call, not yet done by the learner."""
+        return [g for g in self.dead_letters.new_entries() if not self.already_done(g.group_id)]
 
     def ack(self, pending: Pending) -> None:
         """Record the group as done and ack both entries (scored last: it marks the work)."""
@@ -104,6 +116,12 @@ class StreamGroupSource:
             self.rejected_total += 1
             return None
         found = self._find_rollouts(scored.group_id)
+        if found is None and self.rollouts.already_done(scored.group_id):
+            # ``ack`` acks the rollouts first, only once the group is durably trained: a learner
+            # killed between its two acks left just this one to do.
+            log.warning("group %s was trained and half-acked; acking it now", scored.group_id)
+            self.scored.complete(delivery, processed_id=scored.group_id)
+            return None
         if found is None:
             self.scored.reject(
                 delivery, f"no rollout group {scored.group_id} on the rollouts stream"
@@ -130,6 +148,9 @@ class StreamGroupSource:
                 break
             for delivery in deliveries:
                 self._remember_rollouts(delivery)
+        if group_id not in self._cache:  # delivered to us by a read whose reply was lost?
+            for delivery in self._own_pending(self.rollouts):
+                self._remember_rollouts(delivery)
         return self._cache.get(group_id)
 
     def _remember_rollouts(self, delivery: Delivery) -> None:
@@ -148,6 +169,11 @@ class StreamGroupSource:
 
     def _own_pending(self, consumer: Consumer) -> list[Delivery]:
         """This consumer's unacked entries (a previous life of this learner), oldest first."""
+        return through_outages(
+            self.client, lambda: self._read_own_pending(consumer), "re-reading pending entries"
+        )
+
+    def _read_own_pending(self, consumer: Consumer) -> list[Delivery]:
         out: list[Delivery] = []
         last = "0"
         while True:

@@ -11,9 +11,11 @@ the whole batch inside redis-py.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -22,9 +24,12 @@ from redis.connection import parse_url
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.retry import Retry
 
+_log = logging.getLogger(__name__)
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
+OUTAGE_LOG_EVERY_S = 30.0
+T = TypeVar("T")
 
 
 class RedisUnavailable(Exception):
@@ -139,3 +144,56 @@ def _unavailable(url: str, what: str, exc: BaseException) -> RedisUnavailable:
     if password:
         cause = cause.replace(str(password), "***")
     return RedisUnavailable(f"Redis at {target(url)} {what}: {type(exc).__name__}: {cause}")
+
+
+def through_outages(
+    client: redis.Redis, call: Callable[[], T], what: str, timeout_s: float | None = None
+) -> T:
+    """``call()``, retried with back-off for as long as Redis is unreachable (or loading).
+
+    redis-py's own retry covers a blip of a second or two; this covers a restart. The first
+    failure logs an error naming the server and the cause, then every ``OUTAGE_LOG_EVERY_S``;
+    the recovery logs a warning. After ``timeout_s`` (None: never) it raises
+    :class:`RedisUnavailable`; 0 re-raises redis-py's error at once. ``call`` must be safe to
+    repeat (the queue's writes are idempotent by id; a lost reply may repeat one).
+    """
+    down_since: float | None = None
+    logged_at = 0.0
+    attempt = 0
+    while True:
+        try:
+            result = call()
+        except _RETRYABLE as exc:
+            if timeout_s == 0:
+                raise
+            now = time.monotonic()
+            down_since = now if down_since is None else down_since
+            where = client_target(client)
+            if timeout_s is not None and now - down_since > timeout_s:
+                raise RedisUnavailable(
+                    f"Redis at {where} unreachable for {now - down_since:.0f} s during {what}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if attempt == 0 or now - logged_at >= OUTAGE_LOG_EVERY_S:
+                logged_at = now
+                _log.error(
+                    "Redis at %s unreachable during %s for %.1f s (%s: %s); retrying",
+                    where, what, now - down_since, type(exc).__name__, exc,
+                )  # fmt: skip
+            time.sleep(backoff_s(min(attempt, 8)))
+            attempt += 1
+            continue
+        if down_since is not None:
+            _log.warning(
+                "Redis at %s answers again after %.1f s (%s)",
+                client_target(client), time.monotonic() - down_since, what,
+            )  # fmt: skip
+        return result
+
+
+def client_target(client: redis.Redis) -> str:
+    """``host:port`` (or socket path) of a client's server, for messages; no credentials."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"

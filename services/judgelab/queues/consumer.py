@@ -10,6 +10,9 @@ acks in one MULTI/EXEC, and skips the outputs when the id was already recorded.
 Redis does not roll a transaction back when one command fails inside EXEC, so ``complete``
 first checks that every output key is a stream (or absent); the one runtime failure left, OOM,
 makes Redis refuse the whole EXEC.
+
+While Redis is down (restarting, failing over) every public call waits for it, logging a clear
+error, for up to ``outage_timeout_s`` (None: as long as it takes; see ``through_outages``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.client import Pipeline
@@ -25,6 +28,7 @@ from redis.exceptions import ResponseError, WatchError
 from redis.typing import EncodableT, FieldT, StreamIdT
 
 from judgelab.queues.codec import FieldsIn
+from judgelab.queues.connection import through_outages
 from judgelab.queues.groups import GroupInfo, ensure_group, group_infos, group_lag, is_nogroup, text
 from judgelab.queues.names import dead_letter as dead_letter_stream
 from judgelab.queues.names import processed_set
@@ -36,6 +40,7 @@ _LAG_SCAN_LIMIT = 100_000
 _WATCH_ATTEMPTS = 100
 
 Output = tuple[str, FieldsIn]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Consumer:
         max_deliveries: int = 5,
         dead_letter: bool = True,
         output_cap: int = DEFAULT_OUTPUT_CAP,
+        outage_timeout_s: float | None = None,
     ) -> None:
         if claim_idle_ms < 0 or max_deliveries < 1 or output_cap < 1:
             raise ValueError("need claim_idle_ms >= 0, max_deliveries >= 1 and output_cap >= 1")
@@ -98,6 +104,7 @@ class Consumer:
         self.max_deliveries = max_deliveries
         self.dead_letter = dead_letter
         self.output_cap = output_cap
+        self.outage_timeout_s = outage_timeout_s
         self.done_key = processed_set(stream, group)
         self.dead_stream = dead_letter_stream(stream)
         self.reclaimed_total = 0
@@ -118,6 +125,9 @@ class Consumer:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         self._check_block(block_ms)
+        return self._through("read", lambda: self._read(count, block_ms))
+
+    def _read(self, count: int, block_ms: int) -> list[Delivery]:
         reclaimed = self._on_group(self._reclaim, count)
         if len(reclaimed) >= count:
             return reclaimed
@@ -135,6 +145,14 @@ class Consumer:
         Returns False (and only acks) when ``processed_id`` was already recorded.
         """
         prepared = [(stream, plain_fields(fields)) for stream, fields in outputs]
+        return self._through("complete", lambda: self._complete(delivery, prepared, processed_id))
+
+    def _complete(
+        self,
+        delivery: Delivery,
+        prepared: list[tuple[str, dict[FieldT, EncodableT]]],
+        processed_id: str | None,
+    ) -> bool:
         self._check_outputs([stream for stream, _ in prepared])
         if processed_id is None:
             pipe = self.redis.pipeline(transaction=True)
@@ -150,23 +168,30 @@ class Consumer:
         return not done
 
     def already_done(self, processed_id: str) -> bool:
-        return bool(self.redis.sismember(self.done_key, processed_id))
+        done = self._through("a lookup", lambda: self.redis.sismember(self.done_key, processed_id))
+        return bool(done)
 
     def skip(self, delivery: Delivery) -> None:
         """Ack without outputs (a redelivered entry whose id is already done)."""
-        self.redis.xack(self.stream, self.group, delivery.id)
+        self._through("an ack", lambda: self.redis.xack(self.stream, self.group, delivery.id))
         self.skipped_total += 1
 
     def reject(self, delivery: Delivery, reason: str) -> None:
         """Move ``delivery`` to the dead-letter stream with ``reason`` (e.g. a BadMessage)."""
-        self._move_to_dead(delivery.id, delivery.fields, delivery.deliveries, reason)
+        self._through(
+            "dead-lettering",
+            lambda: self._move_to_dead(delivery.id, delivery.fields, delivery.deliveries, reason),
+        )
 
     def touch(self, deliveries: Sequence[Delivery]) -> int:
         """Reset the idle time of entries still being worked on; how many are still ours."""
         if not deliveries:
             return 0
         ids: list[StreamIdT] = [d.id for d in deliveries]
-        claimed = self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
+        claimed = self._through(
+            "a touch",
+            lambda: self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True),
+        )
         return len(claimed)
 
     def lag(self) -> int:
@@ -191,6 +216,11 @@ class Consumer:
             completed_total=self.completed_total,
             skipped_total=self.skipped_total,
             lost_total=self.lost_total,
+        )
+
+    def _through(self, what: str, call: Callable[[], T]) -> T:
+        return through_outages(
+            self.redis, call, f"{what} on {self.stream}", timeout_s=self.outage_timeout_s
         )
 
     def _group_info(self) -> GroupInfo:

@@ -29,6 +29,11 @@ def dead_letter(stream: str) -> str:
     return f"{stream}:dead"
 
 
+def generator_group(arm: str) -> str:
+    """The consumer group of one arm's rollout generators on the shared prompts stream."""
+    return f"rollout-generator-{arm}"[:63].rstrip("-")
+
+
 def processed_set(stream: str, group: str) -> str:
     """The set of ids ``group`` has finished from ``stream`` (for idempotent consumers)."""
     return f"{stream}:done:{check_label('consumer group', group)}"
@@ -70,4 +75,5 @@ class StreamNames:
         return f"{self.base}:policy:{check_label('arm name', arm)}:version"
 
     dead_letter = staticmethod(dead_letter)
+    generator_group = staticmethod(generator_group)
     processed_set = staticmethod(processed_set)

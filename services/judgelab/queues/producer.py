@@ -5,7 +5,9 @@ up to ``wait_s`` for consumers to catch up and raises :class:`StreamFull`. Uncon
 never trimmed. XADD's ``MAXLEN ~ cap`` (``cap`` = ``SAFETY_CAP_FACTOR`` x ``max_length``) only
 drops old *acknowledged* entries: the backlog is at most ``max_length``, so ``cap`` leaves room
 for it many times over. The check and the add are two commands: with N producers racing on one
-stream the backlog can pass ``max_length`` by at most N - 1 entries.
+stream the backlog can pass ``max_length`` by at most N - 1 entries. While Redis is down, ``add``
+waits for it (``outage_timeout_s``; see ``through_outages``): an add whose reply was lost can be
+repeated, so consumers dedupe by message id.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from judgelab.queues.codec import FieldsIn
+from judgelab.queues.connection import through_outages
 from judgelab.queues.groups import backlog, text
 
 SAFETY_CAP_FACTOR = 10
@@ -46,12 +49,19 @@ def poll_delay_s(attempt: int) -> float:
 class Producer:
     """Adds entries to streams whose backlog is bounded by ``max_length``."""
 
-    def __init__(self, client: redis.Redis, *, max_length: int = 100_000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        max_length: int = 100_000,
+        outage_timeout_s: float | None = None,
+    ) -> None:
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.redis = client
         self.max_length = max_length
         self.cap = max_length * SAFETY_CAP_FACTOR
+        self.outage_timeout_s = outage_timeout_s
         self.added_total = 0
         self.full_total = 0
 
@@ -77,10 +87,17 @@ class Producer:
 
     def add(self, stream: str, fields: FieldsIn, *, wait_s: float = 0.0) -> str:
         """XADD ``fields`` to ``stream`` once it has room; the new entry's id."""
-        self.wait_for_room(stream, wait_s)
-        entry_id = self.redis.xadd(stream, plain_fields(fields), maxlen=self.cap, approximate=True)
+        plain = plain_fields(fields)
+
+        def add_once() -> str:
+            self.wait_for_room(stream, wait_s)
+            return text(self.redis.xadd(stream, plain, maxlen=self.cap, approximate=True))
+
+        entry_id = through_outages(
+            self.redis, add_once, f"an add to {stream}", self.outage_timeout_s
+        )
         self.added_total += 1
-        return text(entry_id)
+        return entry_id
 
 
 def plain_fields(fields: FieldsIn) -> dict[FieldT, EncodableT]:

@@ -14,12 +14,15 @@ import threading
 import time
 from dataclasses import dataclass
 
+import redis
+
 from judgelab.engines.base import Engine
 from judgelab.engines.policy_store import PolicyNotFound, PolicyStore, PublishedPolicy
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.rollout.metrics import RolloutMetrics
 
 log = logging.getLogger(__name__)
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,12 @@ class PolicyHolder:
         """The newest published version (the loaded one when nothing is published)."""
         if self.store is None:
             return self._current.version
-        return max(self.store.latest_version(), 0)
+        try:
+            return max(self.store.latest_version(), 0)
+        except _REDIS_DOWN as error:  # the learner checks staleness again on its side
+            log.warning("latest policy version unknown (Redis down: %s); using v%d",
+                        error, self._current.version)  # fmt: skip
+            return self._current.version
 
     def refresh(self) -> ActivePolicy:
         """Load the latest published version if it is newer than the loaded one; the current.
@@ -80,7 +88,11 @@ class PolicyHolder:
         if self.store is None:
             return self._current
         with self._refresh_lock:
-            latest = self.store.latest_version()
+            try:
+                latest = self.store.latest_version()
+            except _REDIS_DOWN as error:
+                log.warning("kept policy v%d: Redis down (%s)", self._current.version, error)
+                return self._current
             if latest <= self._current.version:
                 return self._current
             try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from judgelab.queues.consumer import Delivery, Output
 from judgelab.queues.messages import PromptMessage, Rollout, RolloutGroup
-from judgelab.queues.names import StreamNames
+from judgelab.queues.names import StreamNames, generator_group
 from judgelab.rollout.generator import GroupResult, PromptInput, RolloutGenerator
 from judgelab.serving.errors import invalid
 from judgelab.serving.stream_worker import Finish
@@ -27,7 +27,7 @@ CONSUMER_GROUP = "rollout-generator"
 
 def consumer_group(arm: str) -> str:
     """Each arm's generators form their own group on the shared prompts stream."""
-    return f"{CONSUMER_GROUP}-{arm}"[:63].rstrip("-")
+    return generator_group(arm)
 
 
 class StaleRollouts(RuntimeError):
