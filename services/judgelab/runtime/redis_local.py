@@ -63,7 +63,7 @@ def start_local_redis(supervisor: Supervisor, data_dir: Path, attempts: int = 3)
             "--bind", "127.0.0.1",
             "--dir", str(data_dir.resolve()),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", "always",  # fsync before each reply: an ack survives a crash
             "--save", "",
             "--daemonize", "no",
             "--logfile", "",
