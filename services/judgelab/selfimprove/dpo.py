@@ -20,6 +20,7 @@ from judgelab.engines.adapters import with_lora
 from judgelab.selfimprove.pairs import PreferencePair
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 from judgelab.spec.training import LoraSpec
+from judgelab.units.judge_sft import no_checkpointing
 from judgelab.units.progress import ProgressFn
 
 #: Longest prompt + answer (tokens) a DPO example keeps; TRL cuts the rest.
@@ -109,8 +110,7 @@ def train_dpo_round(
         disable_tqdm=True,
         bf16=False,
         fp16=False,
-        # As in judge SFT: checkpointing costs compute and leaves use_cache off for generate().
-        gradient_checkpointing=False,
+        **no_checkpointing(DPOConfig),
     )
     trainer = DPOTrainer(
         model=model,
