@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -29,6 +30,15 @@ _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
 OUTAGE_LOG_EVERY_S = 30.0
+# Set once the process shuts down: waiting out an outage would then keep it alive for ever.
+_shutting_down = threading.Event()
+
+
+def stop_waiting_for_redis() -> None:
+    """From now on, calls fail at once when Redis is unreachable (a shutting-down process)."""
+    _shutting_down.set()
+
+
 T = TypeVar("T")
 
 
@@ -166,6 +176,11 @@ def through_outages(
         except _RETRYABLE as exc:
             if timeout_s == 0:
                 raise
+            if _shutting_down.is_set():
+                raise RedisUnavailable(
+                    f"Redis at {client_target(client)} unreachable during {what} while shutting "
+                    f"down: {type(exc).__name__}: {exc}"
+                ) from exc
             now = time.monotonic()
             down_since = now if down_since is None else down_since
             where = client_target(client)
@@ -180,7 +195,7 @@ def through_outages(
                     "Redis at %s unreachable during %s for %.1f s (%s: %s); retrying",
                     where, what, now - down_since, type(exc).__name__, exc,
                 )  # fmt: skip
-            time.sleep(backoff_s(min(attempt, 8)))
+            _shutting_down.wait(backoff_s(min(attempt, 8)))
             attempt += 1
             continue
         if down_since is not None:

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from judgelab.queues.connection import stop_waiting_for_redis
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +32,7 @@ def run_until_signalled(stops: Sequence[Callable[[], None]]) -> None:
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: finishing in-flight work", signal.Signals(signum).name)
+        stop_waiting_for_redis()  # a Redis that is gone (stopped with us) must not hold us up
         stopping.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -55,8 +58,12 @@ class WorkerThreads:
         self.streams: list[str] = []
 
     def start(self, worker: Any) -> None:
-        thread = threading.Thread(target=worker.run, args=(self._stop,), daemon=True,
-                                  name=f"worker-{worker.consumer.stream}")
+        thread = threading.Thread(
+            target=worker.run,
+            args=(self._stop,),
+            daemon=True,
+            name=f"worker-{worker.consumer.stream}",
+        )
         thread.start()
         self._threads.append(thread)
         self.streams.append(worker.consumer.stream)
