@@ -66,7 +66,10 @@ def test_both_examples_are_present() -> None:
 def test_example_validates(path: Path) -> None:
     experiment = load_experiment(path)
     assert experiment.metadata.name == path.stem
-    assert experiment.spec.judges, "every example studies at least one proxy judge"
+    if experiment.spec.policy.algorithm.name == "dpo-self-judge":
+        assert not experiment.spec.arms, "a self-improvement study's arms are its baselines"
+        return
+    assert experiment.spec.judges, "every GRPO example studies at least one proxy judge"
     assert [a.judge for a in experiment.spec.arms] == [j.name for j in experiment.spec.judges]
 
 
