@@ -20,7 +20,7 @@ from judgelab.engines.adapters import with_lora
 from judgelab.selfimprove.pairs import PreferencePair
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 from judgelab.spec.training import LoraSpec
-from judgelab.units.judge_sft import no_checkpointing
+from judgelab.units.judge_sft import local_trainer_args
 from judgelab.units.progress import ProgressFn
 
 #: Longest prompt + answer (tokens) a DPO example keeps; TRL cuts the rest.
@@ -100,17 +100,7 @@ def train_dpo_round(
         num_train_epochs=algorithm.epochs,
         per_device_train_batch_size=algorithm.batch_size,
         max_length=MAX_LENGTH,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        use_cpu=_on_cpu(model),
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        bf16=False,
-        fp16=False,
-        **no_checkpointing(DPOConfig),
+        **local_trainer_args(DPOConfig, model, seed),
     )
     trainer = DPOTrainer(
         model=model,
@@ -142,10 +132,6 @@ def train_dpo_round(
 
 def _series(logs: list[dict[str, Any]], key: str) -> list[float]:
     return [float(entry[key]) for entry in logs if key in entry]
-
-
-def _on_cpu(model: Any) -> bool:
-    return bool(next(model.parameters()).device.type == "cpu")
 
 
 def _progress_callback(progress: ProgressFn) -> Any:

@@ -205,17 +205,7 @@ def train_sft(
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
         max_length=None,  # examples are cut to the spec's max_length already
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        use_cpu=_on_cpu(model),
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        bf16=False,
-        fp16=False,
-        **no_checkpointing(SFTConfig),
+        **local_trainer_args(SFTConfig, model, seed),
     )
     trainer = SFTTrainer(
         model=model,
@@ -233,6 +223,24 @@ def train_sft(
     trained.eval()
     trained.config.use_cache = True
     return SftResult(model=trained, losses=losses, steps=trainer.state.global_step, seconds=seconds)
+
+
+def local_trainer_args(config_class: type, model: Any, seed: int) -> dict[str, Any]:
+    """The TRL config arguments every in-process training here shares: log each step, save
+    nothing, report nowhere, seeded, float32, no checkpointing, CPU when the model is on it."""
+    return {
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": seed,
+        "data_seed": seed,
+        "use_cpu": _on_cpu(model),
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "bf16": False,
+        "fp16": False,
+        **no_checkpointing(config_class),
+    }
 
 
 def no_checkpointing(config_class: type) -> dict[str, Any]:
