@@ -17,6 +17,7 @@ from judgelab import phases
 from judgelab.phases import ArmProgress, PhaseState, RetryPolicy, Stage
 from judgelab.phases.stages import stage_services
 from judgelab.runtime.context import Message, Runners, StepReport, UnitContext
+from judgelab.runtime.errors import UnitFailed
 from judgelab.runtime.progress import ProgressView, Unit
 from judgelab.runtime.store import RunStore
 
@@ -157,6 +158,8 @@ class Driver:
         if error is None:
             return None
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if isinstance(error, UnitFailed):  # its text already names the child's error
+            return text
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
     def _drain(self, context: UnitContext, unit: Unit) -> None:

@@ -1,9 +1,13 @@
 """The unit runner of every stage, as `judgelab run` wires them.
 
 Annotate labels the judge splits through the gold annotator service; TrainJudges trains one
-proxy judge per unit in this process (the judge pool, started for the next stage, serves the
-trained adapters); TrainPolicy runs one arm's learner against the running services; Evaluate
-scores every arm's final outputs and writes the report.
+proxy judge per unit (the judge pool, started for the next stage, serves the trained adapters);
+TrainPolicy runs one arm's learner against the running services; Evaluate scores every arm's
+final outputs and writes the report.
+
+`IN_PROCESS` are the runners themselves; `RUNNERS` (what `judgelab run` uses) runs each unit
+that loads a model in a child process (`unit_process`), so the driver's memory stays small.
+A GRPO arm's unit only feeds prompts and watches its learner, itself a child process.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from judgelab.phases.stages import ANNOTATOR, JUDGE_POOL
 from judgelab.runtime.context import Runners, UnitContext
 from judgelab.runtime.progress import Unit
 from judgelab.runtime.train_policy import run_train_policy
+from judgelab.runtime.unit_process import run_in_child
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 
 
@@ -61,9 +66,23 @@ def run_train_policy_unit(context: UnitContext, unit: Unit) -> None:
         run_train_policy(context, unit)
 
 
-RUNNERS: Runners = {
+def run_train_policy_child(context: UnitContext, unit: Unit) -> None:
+    if isinstance(context.experiment.spec.policy.algorithm, DpoSelfJudgeAlgorithm):
+        run_in_child(context, unit)
+    else:
+        run_train_policy(context, unit)
+
+
+IN_PROCESS: Runners = {
     Stage.ANNOTATE: run_annotate_unit,
     Stage.TRAIN_JUDGES: run_train_judge_unit,
     Stage.TRAIN_POLICY: run_train_policy_unit,
     Stage.EVALUATE: run_evaluate_unit,
+}
+
+RUNNERS: Runners = {
+    Stage.ANNOTATE: run_in_child,
+    Stage.TRAIN_JUDGES: run_in_child,
+    Stage.TRAIN_POLICY: run_train_policy_child,
+    Stage.EVALUATE: run_in_child,
 }
