@@ -117,6 +117,12 @@ spec:
             - --port={{ $ports.grpc }}
             - --metrics-port={{ $ports.metrics }}
             - --grace-s={{ $root.Values.graceSeconds }}
+            {{- with $values.claimIdleMs }}
+            - --claim-idle-ms={{ int . }}
+            {{- end }}
+            {{- with $root.Values.redis.waitSeconds }}
+            - --redis-wait-s={{ . }}
+            {{- end }}
             {{- range $values.judges }}
             - --judge={{ . }}
             {{- end }}

@@ -29,6 +29,9 @@ class ServeOptions:
     metrics_port: int | None = 0  # None: no /metrics endpoint
     grace_s: float = 30.0
     redis_url: str | None = None  # None: the experiment's runtime.redis_url, if any
+    # None: the experiment's spec.runtime.queues (gold_annotator_claim_idle_ms, redis_wait_s).
+    claim_idle_ms: int | None = None
+    redis_wait_s: float | None = None
     # TLS / tokens / quotas: flags of `judgelab serve`, else the JUDGELAB_* variables.
     security: SecurityOptions = field(default_factory=SecurityOptions.from_env)
 
@@ -36,26 +39,44 @@ class ServeOptions:
 def serve_gold_annotator(experiment: Experiment, options: ServeOptions) -> None:
     set_process_security(options.security)
     metrics = ServiceMetrics(SERVICE, experiment=experiment.metadata.name)
-    redis = _redis(options.redis_url or experiment.spec.runtime.redis_url)
+    queues = experiment.spec.runtime.queues
+    wait_s = queues.redis_wait_s if options.redis_wait_s is None else options.redis_wait_s
+    redis = _redis(options.redis_url or experiment.spec.runtime.redis_url, wait_s)
     core = build_gold_annotator(experiment, redis=redis, metrics=metrics)
     server = start_gold_annotator_server(core, host=options.host, port=options.port)
     metrics_port = (
         metrics.serve_http(options.metrics_port, options.host)
-        if options.metrics_port is not None else None
+        if options.metrics_port is not None
+        else None
     )
     workers = WorkerThreads()
     if redis is not None:
         names = StreamNames(experiment.metadata.name)
-        consumer = Consumer(redis, names.gold_requests, CONSUMER_GROUP, consumer_name())
+        claim_idle_ms = options.claim_idle_ms or queues.gold_annotator_claim_idle_ms
+        consumer = Consumer(
+            redis,
+            names.gold_requests,
+            CONSUMER_GROUP,
+            consumer_name(),
+            claim_idle_ms=claim_idle_ms,
+            max_deliveries=queues.max_deliveries,
+        )
         workers.start(StreamWorker(consumer, GoldRequestHandler(core, names), metrics=metrics))
-    announce({"service": SERVICE, "grpc": server.address, "metrics": metrics_port,
-              "cached": core.cache is not None, "streams": workers.streams})
+    announce(
+        {
+            "service": SERVICE,
+            "grpc": server.address,
+            "metrics": metrics_port,
+            "cached": core.cache is not None,
+            "streams": workers.streams,
+        }
+    )
     run_until_signalled([workers.stop, lambda: server.stop(options.grace_s), core.close])
 
 
-def _redis(url: str | None) -> Any:
+def _redis(url: str | None, wait_s: float) -> Any:
     if url is None:
         return None
-    from judgelab.queues.connection import connect
+    from judgelab.queues.startup import wait_for_redis
 
-    return connect(url)
+    return wait_for_redis(url, wait_s)

@@ -39,11 +39,24 @@ def stop_waiting_for_redis() -> None:
     _shutting_down.set()
 
 
+def pause_unless_stopping(seconds: float) -> bool:
+    """Sleep ``seconds``, cut short by :func:`stop_waiting_for_redis`; True if it was."""
+    return _shutting_down.wait(seconds)
+
+
 T = TypeVar("T")
 
 
 class RedisUnavailable(Exception):
     """Redis could not be reached or refused us; the message names host:port and the cause."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause  # the last error, "Type: text", password masked
+
+
+class RedisRefused(RedisUnavailable):
+    """Redis answered but refused us (credentials, ACL): retrying cannot help."""
 
 
 def target(url: str) -> str:
@@ -140,7 +153,7 @@ def _probe(client: redis.Redis, url: str, attempts: int) -> None:
             client.ping()
             return
         except (AuthenticationError, ResponseError) as exc:
-            raise _unavailable(url, "refused the connection", exc) from exc
+            raise _unavailable(url, "refused the connection", exc, RedisRefused) from exc
         except _RETRYABLE as exc:
             if attempt + 1 == attempts:
                 raise _unavailable(url, f"unreachable after {attempts} attempt(s)", exc) from exc
@@ -148,12 +161,15 @@ def _probe(client: redis.Redis, url: str, attempts: int) -> None:
             time.sleep(backoff_s(attempt))
 
 
-def _unavailable(url: str, what: str, exc: BaseException) -> RedisUnavailable:
-    cause = " ".join(str(exc).split()) or type(exc).__name__
+def _unavailable(
+    url: str, what: str, exc: BaseException, kind: type[RedisUnavailable] = RedisUnavailable
+) -> RedisUnavailable:
+    text = " ".join(str(exc).split()) or type(exc).__name__
     password = _parse(url).get("password")
     if password:
-        cause = cause.replace(str(password), "***")
-    return RedisUnavailable(f"Redis at {target(url)} {what}: {type(exc).__name__}: {cause}")
+        text = text.replace(str(password), "***")
+    cause = f"{type(exc).__name__}: {text}"
+    return kind(f"Redis at {target(url)} {what}: {cause}", cause)
 
 
 def through_outages(

@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from judgelab.queues import Consumer, connect
+from judgelab.queues import Consumer
 from judgelab.queues.names import StreamNames
+from judgelab.queues.startup import wait_for_redis
 from judgelab.rollout.metrics import SERVICE, RolloutMetrics
 from judgelab.rollout.server import ArmGenerator, build_generators, start_rollout_generator_server
 from judgelab.rollout.worker import PromptSampler, consumer_group
@@ -35,7 +36,9 @@ class ServeOptions:
     redis_url: str | None = None  # set: consume prompts, push rollouts, follow policy versions
     batch_prompts: int = 8  # prompts read (and sampled together) per batch
     # A batch idle this long is taken over by another generator: above the longest batch.
-    claim_idle_ms: int = 600_000
+    # None: the experiment's spec.runtime.queues.rollout_claim_idle_ms (600 s by default).
+    claim_idle_ms: int | None = None
+    redis_wait_s: float | None = None  # None: spec.runtime.queues.redis_wait_s
     # TLS / tokens / quotas: flags of `judgelab serve`, else the JUDGELAB_* variables.
     security: SecurityOptions = field(default_factory=SecurityOptions.from_env)
 
@@ -43,7 +46,9 @@ class ServeOptions:
 def serve_rollout_generator(experiment: Experiment, options: ServeOptions) -> None:
     set_process_security(options.security)
     metrics = RolloutMetrics(ServiceMetrics(SERVICE, experiment=experiment.metadata.name))
-    client = connect(options.redis_url) if options.redis_url is not None else None
+    queues = experiment.spec.runtime.queues
+    wait_s = queues.redis_wait_s if options.redis_wait_s is None else options.redis_wait_s
+    client = wait_for_redis(options.redis_url, wait_s) if options.redis_url is not None else None
     arms = set(options.arms) if options.arms is not None else None
     generators = build_generators(experiment, arms=arms, redis=client, metrics=metrics)
     workers, consumers = start_workers(experiment, generators, client, metrics, options)
@@ -88,13 +93,16 @@ def start_workers(
     names = StreamNames(experiment.metadata.name)
     algorithm = experiment.spec.policy.algorithm
     staleness = algorithm.max_staleness if isinstance(algorithm, GrpoAlgorithm) else 0
+    queues = experiment.spec.runtime.queues
+    claim_idle_ms = options.claim_idle_ms or queues.rollout_claim_idle_ms
     for entry in generators:
         consumer = Consumer(
             client,
             names.prompts,
             consumer_group(entry.arm),
             consumer_name(),
-            claim_idle_ms=options.claim_idle_ms,
+            claim_idle_ms=claim_idle_ms,
+            max_deliveries=queues.max_deliveries,
         )
         sampler = PromptSampler(
             entry.generator, names, arm=entry.arm, judge=entry.judge, max_staleness=staleness

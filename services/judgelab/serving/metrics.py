@@ -15,8 +15,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 if TYPE_CHECKING:
     from judgelab.judging.results import PairwiseJudgement, PointwiseJudgement
 
-LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-                   60, 120, 300, 600)
+LATENCY_BUCKETS = (
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -32,47 +50,98 @@ class ServiceMetrics:
         base = ["experiment", "service"]
         judge = [*base, "judge"]
         r = self.registry
-        self.requests = Counter("judgelab_requests", "gRPC requests by method and status code.",
-                                [*base, "method", "code"], registry=r)
-        self.request_seconds = Histogram("judgelab_request_seconds", "gRPC request latency.",
-                                         [*base, "method"], buckets=LATENCY_BUCKETS, registry=r)
-        self.judgements = Counter("judgelab_judgements", "Judgements made (valid or not).",
-                                  judge, registry=r)
-        self.invalid = Counter("judgelab_invalid_judgements", "Judge outputs that were invalid.",
-                               [*judge, "reason"], registry=r)
-        self.tokens_in = Counter("judgelab_tokens_in", "Prompt tokens sent to judge models.",
-                                 judge, registry=r)
-        self.tokens_out = Counter("judgelab_tokens_out", "Tokens judge models wrote.",
-                                  judge, registry=r)
-        self.model_calls = Counter("judgelab_model_calls", "Batches sent to a judge model.",
-                                   judge, registry=r)
-        self.batch_size = Histogram("judgelab_batch_size", "Items per model batch.", judge,
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_seconds = Histogram("judgelab_batch_seconds", "Model time per batch.", judge,
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_length = Gauge("judgelab_queue_length", "Items waiting for a judge model.",
-                                  judge, registry=r)
-        self.cache_hits = Counter("judgelab_cache_hits", "Judgements served from the cache.",
-                                  base, registry=r)
-        self.cache_misses = Counter("judgelab_cache_misses", "Cache lookups that missed.",
-                                    base, registry=r)
-        self.rate_limited_seconds = Counter("judgelab_rate_limited_seconds",
-                                            "Time spent waiting on the rate limit.", base,
-                                            registry=r)
+        self.requests = Counter(
+            "judgelab_requests",
+            "gRPC requests by method and status code.",
+            [*base, "method", "code"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "judgelab_request_seconds",
+            "gRPC request latency.",
+            [*base, "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.judgements = Counter(
+            "judgelab_judgements", "Judgements made (valid or not).", judge, registry=r
+        )
+        self.invalid = Counter(
+            "judgelab_invalid_judgements",
+            "Judge outputs that were invalid.",
+            [*judge, "reason"],
+            registry=r,
+        )
+        self.tokens_in = Counter(
+            "judgelab_tokens_in", "Prompt tokens sent to judge models.", judge, registry=r
+        )
+        self.tokens_out = Counter(
+            "judgelab_tokens_out", "Tokens judge models wrote.", judge, registry=r
+        )
+        self.model_calls = Counter(
+            "judgelab_model_calls", "Batches sent to a judge model.", judge, registry=r
+        )
+        self.batch_size = Histogram(
+            "judgelab_batch_size",
+            "Items per model batch.",
+            judge,
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "judgelab_batch_seconds",
+            "Model time per batch.",
+            judge,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_length = Gauge(
+            "judgelab_queue_length", "Items waiting for a judge model.", judge, registry=r
+        )
+        self.cache_hits = Counter(
+            "judgelab_cache_hits", "Judgements served from the cache.", base, registry=r
+        )
+        self.cache_misses = Counter(
+            "judgelab_cache_misses", "Cache lookups that missed.", base, registry=r
+        )
+        self.rate_limited_seconds = Counter(
+            "judgelab_rate_limited_seconds",
+            "Time spent waiting on the rate limit.",
+            base,
+            registry=r,
+        )
 
         stream = [*base, "stream"]
-        self.stream_lag = Gauge("judgelab_stream_lag_messages",
-                                "Entries on a stream not yet delivered to this group.", stream,
-                                registry=r)
-        self.stream_pending = Gauge("judgelab_stream_pending_messages",
-                                    "Entries delivered to this group and not yet acknowledged.",
-                                    stream, registry=r)
-        self.reclaimed = Counter("judgelab_reclaimed_messages",
-                                 "Entries taken over from a consumer that went idle.", stream,
-                                 registry=r)
-        self.dead_lettered = Counter("judgelab_dead_lettered_messages",
-                                     "Entries moved to the dead-letter stream.", stream,
-                                     registry=r)
+        self.stream_lag = Gauge(
+            "judgelab_stream_lag_messages",
+            "Entries on a stream not yet delivered to this group.",
+            stream,
+            registry=r,
+        )
+        self.stream_pending = Gauge(
+            "judgelab_stream_pending_messages",
+            "Entries delivered to this group and not yet acknowledged.",
+            stream,
+            registry=r,
+        )
+        self.reclaimed = Counter(
+            "judgelab_reclaimed_messages",
+            "Entries taken over from a consumer that went idle.",
+            stream,
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "judgelab_dead_lettered_messages",
+            "Entries moved to the dead-letter stream.",
+            stream,
+            registry=r,
+        )
+        self.stream_failures = Counter(
+            "judgelab_stream_failures",
+            "Entries whose processing failed (left pending for redelivery).",
+            stream,
+            registry=r,
+        )
 
     def labels(self, **extra: str) -> dict[str, str]:
         return {"experiment": self.experiment, "service": self.service, **extra}
@@ -88,12 +157,16 @@ class ServiceMetrics:
         self.batch_seconds.labels(**labels).observe(seconds)
 
     def record_pointwise(self, judge: str, judgements: Sequence[PointwiseJudgement]) -> None:
-        self._record(judge, [(j.valid, j.invalid_reason, j.prompt_tokens, j.completion_tokens)
-                             for j in judgements])
+        self._record(
+            judge,
+            [(j.valid, j.invalid_reason, j.prompt_tokens, j.completion_tokens) for j in judgements],
+        )
 
     def record_pairwise(self, judge: str, judgements: Sequence[PairwiseJudgement]) -> None:
-        self._record(judge, [(j.valid, j.invalid_reason, j.prompt_tokens, j.completion_tokens)
-                             for j in judgements])
+        self._record(
+            judge,
+            [(j.valid, j.invalid_reason, j.prompt_tokens, j.completion_tokens) for j in judgements],
+        )
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on a daemon thread; returns the bound port (0: any free one)."""

@@ -7,8 +7,14 @@ message's own id so a redelivered message is never judged twice. What happens on
 
 * malformed message, or one the service refuses (unknown judge, too long): dead-lettered
   at once with the reason — retrying cannot help;
-* overload or an error while judging: left pending; the consumer group redelivers it after
-  its idle timeout and dead-letters it after ``max_deliveries``.
+* any other error while working on it (overload, a model error, a poison message that breaks
+  the handler or its outputs): logged with the message id and counted
+  (``judgelab_stream_failures_total``), left pending; the consumer group redelivers it after
+  its claim timeout and dead-letters it after ``max_deliveries``. A redelivered message is
+  worked on alone, so a poison message fails only itself, not the batch it arrives with.
+
+An error outside any one message (Redis refusing a command, a bug) is logged and the loop goes on
+after a back-off: a worker thread ends only when told to stop.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from judgelab.queues.codec import BadMessage
+from judgelab.queues.connection import RedisUnavailable
 from judgelab.queues.consumer import Consumer, Delivery, Output
 from judgelab.serving.errors import FailedPrecondition, InvalidArgument, NotFound
 from judgelab.serving.metrics import ServiceMetrics
@@ -32,6 +39,7 @@ M_contra = TypeVar("M_contra", contravariant=True)
 #: Blocks until the work is done; returns what to write (stream, fields) on completion.
 Finish = Callable[[], Sequence[Output]]
 REFUSED = (BadMessage, InvalidArgument, FailedPrecondition, NotFound)
+ERROR_BACKOFF_S = (0.5, 30.0)  # first and longest pause after a step failed outside a message
 
 
 class StreamHandler(Protocol[M]):
@@ -73,21 +81,44 @@ class StreamWorker(Generic[M]):
         self._exported = (0, 0)  # reclaimed, dead-lettered already added to the counters
 
     def run(self, stop: threading.Event) -> None:
-        log.info("consuming %s as %s/%s", self.consumer.stream, self.consumer.group,
-                 self.consumer.consumer)
+        log.info(
+            "consuming %s as %s/%s",
+            self.consumer.stream,
+            self.consumer.group,
+            self.consumer.consumer,
+        )
+        pause = ERROR_BACKOFF_S[0]
         while not stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception as error:  # noqa: BLE001 - the worker must outlive any one failure
+                log.error(
+                    "stream worker on %s failed; going on in %.1f s: %s: %s",
+                    self.consumer.stream, pause, type(error).__name__, error,
+                    exc_info=None if isinstance(error, RedisUnavailable) else error,
+                )  # fmt: skip
+                stop.wait(pause)
+                pause = min(pause * 2, ERROR_BACKOFF_S[1])
+                continue
+            pause = ERROR_BACKOFF_S[0]
 
     def step(self) -> int:
         """One read and its work; returns how many messages were read."""
         deliveries = self.consumer.read(self.count, self.block_ms)
-        jobs = [job for job in map(self._start, deliveries) if job is not None]
-        for job in jobs:
-            self._finish(job)
+        fresh = [d for d in deliveries if d.deliveries <= 1]
+        self._work(fresh)
+        for retried in (d for d in deliveries if d.deliveries > 1):
+            self._work([retried])
         self._export_stats()
         return len(deliveries)
 
     # -- internals --------------------------------------------------------------------
+    def _work(self, deliveries: list[Delivery]) -> None:
+        """Submit all, then finish each: the handler sees them as one batch."""
+        jobs = [job for job in map(self._start, deliveries) if job is not None]
+        for job in jobs:
+            self._finish(job)
+
     def _start(self, delivery: Delivery) -> _Job[M] | None:
         try:
             processed_id, message = self.handler.parse(delivery)
@@ -112,12 +143,22 @@ class StreamWorker(Generic[M]):
         except Exception as error:  # noqa: BLE001
             self._failed(job.delivery, error)
             return
-        self.consumer.complete(job.delivery, outputs, job.processed_id)
+        try:
+            self.consumer.complete(job.delivery, outputs, job.processed_id)
+        except Exception as error:  # noqa: BLE001 - e.g. outputs Redis cannot store
+            self._failed(job.delivery, error)
 
     def _failed(self, delivery: Delivery, error: Exception) -> None:
         self.failed_total += 1
-        log.warning("left %s pending for redelivery (delivery %d): %s", delivery.id,
-                    delivery.deliveries, error)
+        if self.metrics is not None:
+            labels = self.metrics.labels(stream=self.consumer.stream)
+            self.metrics.stream_failures.labels(**labels).inc()
+        log.warning(
+            "message %s of %s failed on delivery %d of at most %d, left pending for "
+            "redelivery: %s: %s", delivery.id, self.consumer.stream, delivery.deliveries,
+            self.consumer.max_deliveries, type(error).__name__, error,
+            exc_info=error if delivery.deliveries == 1 else None,
+        )  # fmt: skip
 
     def _export_stats(self) -> None:
         now = time.monotonic()
