@@ -13,57 +13,38 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from judgelab.api.v1 import (
-    gold_annotator_pb2,
-    gold_annotator_pb2_grpc,
-    judge_pool_pb2,
-    judge_pool_pb2_grpc,
-)
+from judgelab.api.v1 import gold_annotator_pb2_grpc, judge_pool_pb2_grpc
+from judgelab.client import calls
 from judgelab.client.batching import chunks
-from judgelab.client.channel import ChannelConfig, as_config
-from judgelab.client.convert import (
-    annotation_from_proto,
-    judge_from_proto,
-    pair_to_proto,
-    pairwise_from_proto,
-    sample_to_proto,
-    score_from_proto,
-)
-from judgelab.client.priority import priority_to_proto
-from judgelab.client.retry import RetryPolicy, acall_with_retries
+from judgelab.client.calls import Call, ClientSettings
+from judgelab.client.channel import ChannelConfig
+from judgelab.client.retry import acall_with_retries
 from judgelab.client.types import Annotation, JudgeInfo, Pair, PairwiseResult, Sample, ScoreResult
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _AsyncClient:
-    default_timeout_s = 60.0
+class _AsyncClient(ClientSettings):
+    stub: Any
 
-    def __init__(
-        self,
-        target: str | ChannelConfig,
-        *,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.config = as_config(target)
-        self.timeout_s = timeout_s if timeout_s is not None else self.default_timeout_s
-        self.retry = retry or RetryPolicy()
+    def __init__(self, target: str | ChannelConfig, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
         self.channel = self.config.aio_channel()
 
-    async def _call(self, method: Any, request: Any, timeout_s: float | None) -> Any:
-        metadata = self.config.metadata()
+    async def _run(self, call: Call[R], timeout_s: float | None) -> R:
+        send = call.attempt(self.stub, self.config.metadata())
 
         async def attempt(remaining: float | None) -> Any:
-            return await method(request, timeout=remaining, metadata=metadata)
+            return await send(remaining)
 
-        return await acall_with_retries(
+        response = await acall_with_retries(
             attempt,
             self.retry,
-            idempotent=True,
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
+            idempotent=call.idempotent,
+            timeout_s=self.deadline_s(timeout_s),
         )
+        return call.convert(response)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -110,11 +91,7 @@ class AsyncJudgePoolClient(_AsyncClient):
         experiment: str = "",
         timeout_s: float | None = None,
     ) -> list[ScoreResult]:
-        request = judge_pool_pb2.ScoreRequest(
-            judge=judge, samples=[sample_to_proto(s) for s in samples], experiment=experiment
-        )
-        response = await self._call(self.stub.Score, request, timeout_s)
-        return [score_from_proto(s) for s in response.scores]
+        return await self._run(calls.score(judge, samples, experiment), timeout_s)
 
     async def score_pairwise(
         self,
@@ -125,20 +102,12 @@ class AsyncJudgePoolClient(_AsyncClient):
         experiment: str = "",
         timeout_s: float | None = None,
     ) -> list[PairwiseResult]:
-        request = judge_pool_pb2.ScorePairwiseRequest(
-            judge=judge,
-            pairs=[pair_to_proto(p) for p in pairs],
-            both_orders=both_orders,
-            experiment=experiment,
+        return await self._run(
+            calls.score_pairwise(judge, pairs, both_orders, experiment), timeout_s
         )
-        response = await self._call(self.stub.ScorePairwise, request, timeout_s)
-        return [pairwise_from_proto(r) for r in response.results]
 
     async def list_judges(self, *, timeout_s: float | None = None) -> list[JudgeInfo]:
-        response = await self._call(
-            self.stub.ListJudges, judge_pool_pb2.ListJudgesRequest(), timeout_s
-        )
-        return [judge_from_proto(j) for j in response.judges]
+        return await self._run(calls.list_judges(), timeout_s)
 
     async def score_all(
         self,
@@ -156,7 +125,7 @@ class AsyncJudgePoolClient(_AsyncClient):
 
 
 class AsyncGoldAnnotatorClient(_AsyncClient):
-    default_timeout_s = 1800.0
+    default_timeout_s = calls.GOLD_TIMEOUT_S
 
     def __init__(self, target: str | ChannelConfig, **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
@@ -171,15 +140,8 @@ class AsyncGoldAnnotatorClient(_AsyncClient):
         priority: str = "normal",
         timeout_s: float | None = None,
     ) -> list[Annotation]:
-        request = gold_annotator_pb2.AnnotateRequest(
-            samples=[sample_to_proto(s) for s in samples],
-            experiment=experiment,
-            priority=priority_to_proto(priority),
-        )
-        if per_sample_timeout_s is not None:
-            request.per_sample_timeout.FromNanoseconds(int(per_sample_timeout_s * 1e9))
-        response = await self._call(self.stub.Annotate, request, timeout_s)
-        return [annotation_from_proto(a) for a in response.annotations]
+        call = calls.annotate(samples, experiment, per_sample_timeout_s, priority)
+        return await self._run(call, timeout_s)
 
     async def annotate_all(
         self,

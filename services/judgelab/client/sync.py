@@ -7,7 +7,7 @@ Every call has a deadline (``timeout_s``, per call or the client default) that c
 retries; scoring and annotating are idempotent (the same input gives the same stored result),
 so they are retried on UNAVAILABLE / RESOURCE_EXHAUSTED. ``score_all`` / ``annotate_all``
 split a long input into requests of ``chunk_size`` with up to ``max_in_flight`` in flight and
-yield results in input order.
+yield results in input order. Requests and conversions live in :mod:`judgelab.client.calls`.
 """
 
 from __future__ import annotations
@@ -18,24 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
-from judgelab.api.v1 import (
-    gold_annotator_pb2,
-    gold_annotator_pb2_grpc,
-    judge_pool_pb2,
-    judge_pool_pb2_grpc,
-)
+from judgelab.api.v1 import gold_annotator_pb2_grpc, judge_pool_pb2_grpc
+from judgelab.client import calls
 from judgelab.client.batching import chunks
-from judgelab.client.channel import ChannelConfig, as_config
-from judgelab.client.convert import (
-    annotation_from_proto,
-    judge_from_proto,
-    pair_to_proto,
-    pairwise_from_proto,
-    sample_to_proto,
-    score_from_proto,
-)
-from judgelab.client.priority import priority_to_proto
-from judgelab.client.retry import RetryPolicy, call_with_retries
+from judgelab.client.calls import Call, ClientSettings
+from judgelab.client.channel import ChannelConfig
+from judgelab.client.retry import call_with_retries
 from judgelab.client.types import Annotation, JudgeInfo, Pair, PairwiseResult, Sample, ScoreResult
 
 T = TypeVar("T")
@@ -43,29 +31,21 @@ R = TypeVar("R")
 Progress = Callable[[int], None]
 
 
-class _Client:
-    default_timeout_s = 60.0
+class _Client(ClientSettings):
+    stub: Any
 
-    def __init__(
-        self,
-        target: str | ChannelConfig,
-        *,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.config = as_config(target)
-        self.timeout_s = timeout_s if timeout_s is not None else self.default_timeout_s
-        self.retry = retry or RetryPolicy()
+    def __init__(self, target: str | ChannelConfig, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
         self.channel = self.config.channel()
 
-    def _call(self, method: Any, request: Any, timeout_s: float | None, idempotent: bool) -> Any:
-        metadata = self.config.metadata()
-        return call_with_retries(
-            lambda remaining: method(request, timeout=remaining, metadata=metadata),
+    def _run(self, call: Call[R], timeout_s: float | None) -> R:
+        response = call_with_retries(
+            call.attempt(self.stub, self.config.metadata()),
             self.retry,
-            idempotent=idempotent,
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
+            idempotent=call.idempotent,
+            timeout_s=self.deadline_s(timeout_s),
         )
+        return call.convert(response)
 
     def close(self) -> None:
         self.channel.close()
@@ -122,11 +102,7 @@ class JudgePoolClient(_Client):
         experiment: str = "",
         timeout_s: float | None = None,
     ) -> list[ScoreResult]:
-        request = judge_pool_pb2.ScoreRequest(
-            judge=judge, samples=[sample_to_proto(s) for s in samples], experiment=experiment
-        )
-        response = self._call(self.stub.Score, request, timeout_s, idempotent=True)
-        return [score_from_proto(s) for s in response.scores]
+        return self._run(calls.score(judge, samples, experiment), timeout_s)
 
     def score_pairwise(
         self,
@@ -137,20 +113,10 @@ class JudgePoolClient(_Client):
         experiment: str = "",
         timeout_s: float | None = None,
     ) -> list[PairwiseResult]:
-        request = judge_pool_pb2.ScorePairwiseRequest(
-            judge=judge,
-            pairs=[pair_to_proto(p) for p in pairs],
-            both_orders=both_orders,
-            experiment=experiment,
-        )
-        response = self._call(self.stub.ScorePairwise, request, timeout_s, idempotent=True)
-        return [pairwise_from_proto(r) for r in response.results]
+        return self._run(calls.score_pairwise(judge, pairs, both_orders, experiment), timeout_s)
 
     def list_judges(self, *, timeout_s: float | None = None) -> list[JudgeInfo]:
-        response = self._call(
-            self.stub.ListJudges, judge_pool_pb2.ListJudgesRequest(), timeout_s, idempotent=True
-        )
-        return [judge_from_proto(j) for j in response.judges]
+        return self._run(calls.list_judges(), timeout_s)
 
     def score_all(
         self,
@@ -175,7 +141,7 @@ class JudgePoolClient(_Client):
 class GoldAnnotatorClient(_Client):
     """``judgelab.v1.GoldAnnotator``: gold judgements, cached server-side."""
 
-    default_timeout_s = 1800.0  # gold reasoning takes minutes per batch
+    default_timeout_s = calls.GOLD_TIMEOUT_S
 
     def __init__(self, target: str | ChannelConfig, **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
@@ -190,15 +156,8 @@ class GoldAnnotatorClient(_Client):
         priority: str = "normal",
         timeout_s: float | None = None,
     ) -> list[Annotation]:
-        request = gold_annotator_pb2.AnnotateRequest(
-            samples=[sample_to_proto(s) for s in samples],
-            experiment=experiment,
-            priority=priority_to_proto(priority),
-        )
-        if per_sample_timeout_s is not None:
-            request.per_sample_timeout.FromNanoseconds(int(per_sample_timeout_s * 1e9))
-        response = self._call(self.stub.Annotate, request, timeout_s, idempotent=True)
-        return [annotation_from_proto(a) for a in response.annotations]
+        call = calls.annotate(samples, experiment, per_sample_timeout_s, priority)
+        return self._run(call, timeout_s)
 
     def annotate_all(
         self,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from judgelab.learner.grpo import LossType
 from judgelab.spec.policy import GrpoAlgorithm, PolicySpec
-from judgelab.spec.training import LLAMA_LINEAR_MODULES
+from judgelab.spec.training import LLAMA_LINEAR_MODULES, LoraSpec
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,16 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: tuple[str, ...] = LLAMA_LINEAR_MODULES
+
+    @classmethod
+    def from_spec(cls, lora: LoraSpec) -> LoraSettings:
+        return cls(
+            enabled=lora.enabled,
+            r=lora.r,
+            alpha=lora.alpha,
+            dropout=lora.dropout,
+            target_modules=tuple(lora.target_modules),
+        )
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,6 @@ def settings_from_spec(policy: PolicySpec, seed: int) -> TrainerSettings:
     algo = policy.algorithm
     if not isinstance(algo, GrpoAlgorithm):
         raise ValueError(f"the GRPO learner cannot train algorithm {algo.name!r}")
-    lora = policy.lora
     return TrainerSettings(
         group_size=algo.group_size,
         learning_rate=algo.learning_rate,
@@ -71,11 +80,5 @@ def settings_from_spec(policy: PolicySpec, seed: int) -> TrainerSettings:
         # Greedy sampling (temperature 0) has no distribution to divide by: score at 1.
         temperature=policy.generation.temperature or 1.0,
         seed=seed,
-        lora=LoraSettings(
-            enabled=lora.enabled,
-            r=lora.r,
-            alpha=lora.alpha,
-            dropout=lora.dropout,
-            target_modules=tuple(lora.target_modules),
-        ),
+        lora=LoraSettings.from_spec(policy.lora),
     )

@@ -105,13 +105,7 @@ def trainer_settings(spec: JudgeGrpoSpec, lora: LoraSpec, seed: int) -> TrainerS
         max_staleness=0,  # every step samples from the current weights
         temperature=spec.temperature,
         seed=seed,
-        lora=LoraSettings(
-            enabled=lora.enabled,
-            r=lora.r,
-            alpha=lora.alpha,
-            dropout=lora.dropout,
-            target_modules=tuple(lora.target_modules),
-        ),
+        lora=LoraSettings.from_spec(lora),
     )
 
 
