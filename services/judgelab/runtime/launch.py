@@ -2,7 +2,8 @@
 
 The run directory is ``RUNS_DIR/<metadata.name>`` (RUNS_DIR: ``--runs-dir``, else the spec's
 ``runtime.run_dir``). Every process of the study (services, learner, units) derives the same
-directory from the copy the runtime keeps in it, whose ``runtime.run_dir`` is made absolute.
+directory from the copy the runtime keeps in it, whose ``runtime.run_dir`` is made absolute (and
+``evaluation.baseline_answers``, resolved from the experiment file's folder and checked first).
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ import yaml
 from judgelab.runtime.context import Runners
 from judgelab.runtime.run import run_cli
 from judgelab.spec import load_experiment
+from judgelab.units.baseline_answers import absolute_baseline_path, check_baseline_file
 
 
 def run_directory(experiment_path: Path, runs_dir: Path | None) -> tuple[Path, bytes]:
     """The run directory and the experiment text to keep in it (``SpecError`` if invalid)."""
     experiment = load_experiment(experiment_path)
+    check_baseline_file(experiment, experiment_path)
     parent = (runs_dir or Path(experiment.spec.runtime.run_dir)).resolve()
     data = yaml.safe_load(experiment_path.read_text(encoding="utf-8"))
     data.setdefault("spec", {}).setdefault("runtime", {})["run_dir"] = str(parent)
+    baseline = experiment.spec.evaluation.baseline_answers
+    if baseline is not None:  # the copy lives in the run directory: keep the path meaning
+        absolute = absolute_baseline_path(baseline, experiment_path)
+        data["spec"]["evaluation"]["baseline_answers"] = absolute
     text = yaml.safe_dump(data, sort_keys=False).encode()
     return parent / experiment.metadata.name, text
 

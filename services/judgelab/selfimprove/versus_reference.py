@@ -1,4 +1,5 @@
-"""Arena-Hard-style win rate against baseline answers: the data's reference answers.
+"""Arena-Hard-style win rate against baseline answers: the data's reference answers, or the
+answers of an ``evaluation.baseline_answers`` file (:func:`win_rates_against`).
 
 Arena-Hard compares a model's answers with a fixed baseline model's answers. Here the baseline
 answers are the held-out prompts' references (on the arena-hard data they are a baseline
@@ -22,6 +23,7 @@ from judgelab.units.evaluate_results import TIE_MARGIN, mean, outcome
 from judgelab.units.gold import GoldLabeller
 
 START_ROW = "starting policy"
+REFERENCES = "reference answers (data.fields.reference)"
 
 
 def reference_win_rates(
@@ -34,13 +36,34 @@ def reference_win_rates(
 ) -> dict[str, Any]:
     """``records``: arm -> its ``gold_win_rate.json`` record (with ``answers``). Prompts without
     a reference are left out and counted."""
-    with_reference = [row for row in rows if row.reference and row.reference.strip()]
+    answers = {row.id: row.reference for row in rows if row.reference and row.reference.strip()}
+    result = win_rates_against(
+        rows, answers, records, gold, REFERENCES, resamples=resamples, seed=seed
+    )
+    result["without_reference"] = len(rows) - len(answers)
+    result["reference_gold_mean"] = result.pop("baseline_gold_mean")
+    return result
+
+
+def win_rates_against(
+    rows: Sequence[PromptRow],
+    answers: Mapping[str, str],
+    records: Mapping[str, Mapping[str, Any]],
+    gold: GoldLabeller,
+    baseline: str,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Each arm's (and the start's) gold win rate against ``answers`` (prompt id -> baseline
+    answer, e.g. an ``evaluation.baseline_answers`` file's), which gold scores here."""
     samples = [
-        Sample(f"reference:{row.id}", row.prompt, row.reference or "", row.reference)
-        for row in with_reference
+        Sample(f"baseline:{row.id}", row.prompt, answers[row.id], row.reference)
+        for row in rows
+        if row.id in answers
     ]
-    reference_gold = {
-        label.sample_id.removeprefix("reference:"): label.expected for label in gold.label(samples)
+    baseline_gold = {
+        label.sample_id.removeprefix("baseline:"): label.expected for label in gold.label(samples)
     }
     sides: dict[str, dict[str, float | None]] = {}
     for arm, record in records.items():
@@ -48,18 +71,16 @@ def reference_win_rates(
             prompt_id = str(entry["id"])
             sides.setdefault(START_ROW, {}).setdefault(prompt_id, _mean_gold(entry, "start"))
             sides.setdefault(arm, {})[prompt_id] = _mean_gold(entry, "end")
-    result: dict[str, Any] = {
-        "baseline": "reference answers (data.fields.reference)",
+    return {
+        "baseline": baseline,
         "judge": "gold (pointwise expected scores compared)",
         "tie_margin": TIE_MARGIN,
         "prompts": len(rows),
-        "without_reference": len(rows) - len(with_reference),
-        "reference_gold_mean": mean(list(reference_gold.values())),
+        "baseline_gold_mean": mean(list(baseline_gold.values())),
         "rows": {
-            name: _versus(scores, reference_gold, resamples, seed) for name, scores in sides.items()
+            name: _versus(scores, baseline_gold, resamples, seed) for name, scores in sides.items()
         },
     }
-    return result
 
 
 def _mean_gold(entry: Mapping[str, Any], side: str) -> float | None:

@@ -10,6 +10,8 @@
 3. Scores (``units.evaluate_scoring``): gold (``GoldAnnotator`` over gRPC) scores the start
    outputs and every arm's end outputs; so does every pointwise proxy judge (``JudgePool.Score``)
    when ``evaluation.cross_judge_matrix`` is on. Pairwise proxy judges are null, with the reason.
+   The win rate is against the initial policy, or against ``evaluation.baseline_answers``
+   (``units.baseline_answers``: read and matched before any sampling, answers scored by gold).
 4. Files (``units.evaluate_results``), each written atomically: ``evaluate/cross_scores.json``,
    ``evaluate/pairwise.json``, ``evaluate/outputs/{arm}.jsonl``, ``evaluate/summary.json``, and
    ``judges.json`` rewritten in the report's shape (``units.evaluate_judges``).
@@ -33,6 +35,7 @@ from judgelab.engines.policy_store import PolicyStore, PublishedPolicy, policy_r
 from judgelab.judging import Sample
 from judgelab.spec.experiment import Experiment
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
+from judgelab.units.baseline_answers import baseline_against
 from judgelab.units.evaluate_judges import convert_judges_json
 from judgelab.units.evaluate_outputs import (
     EvalPrompt,
@@ -44,6 +47,7 @@ from judgelab.units.evaluate_outputs import (
     read_eval_prompts,
 )
 from judgelab.units.evaluate_results import (
+    BASELINE,
     GOLD,
     INITIAL,
     INITIAL_SOURCE,
@@ -51,6 +55,7 @@ from judgelab.units.evaluate_results import (
     output_rows,
     pairwise_doc,
     samples_of,
+    win_rate,
     write_json,
     write_outputs,
 )
@@ -75,12 +80,13 @@ class EvaluateSummary:
     versions: Mapping[str, int]  # arm -> evaluated policy version (0: never published)
     gold_initial: float | None  # mean gold score of the starting policy's outputs
     gold_mean: Mapping[str, float | None]  # arm -> mean gold score of its end outputs
-    win_rate: Mapping[str, float | None]  # arm -> gold win rate vs initial (ties half)
+    win_rate: Mapping[str, float | None]  # arm -> gold win rate vs baseline (ties half)
     skipped: Mapping[str, str]  # scorer -> why its row is null
     notes: Mapping[str, str]  # arm -> note (e.g. never published)
     files: Mapping[str, Path]
     seconds: float = 0.0
     judges_json: Path | None = field(default=None)
+    baseline: str = BASELINE  # what win_rate is against
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +96,7 @@ class EvaluateSummary:
             "gold_initial": self.gold_initial,
             "gold_mean": dict(self.gold_mean),
             "win_rate": dict(self.win_rate),
+            "baseline": self.baseline,
             "skipped": dict(self.skipped),
             "notes": dict(self.notes),
             "files": {name: str(path) for name, path in self.files.items()},
@@ -106,7 +113,7 @@ class EvaluateSummary:
             unpublished = "" if version else " (not published)"
             lines.append(
                 f"  {arm}: v{version}{unpublished}, gold {_fmt(self.gold_mean.get(arm))}, "
-                f"win rate vs initial {_fmt(self.win_rate.get(arm))}"
+                f"win rate vs {self.baseline} {_fmt(self.win_rate.get(arm))}"
             )
         lines += [f"  {scorer}: not scored ({why})" for scorer, why in self.skipped.items()]
         return "\n".join(lines)
@@ -142,6 +149,7 @@ def run_evaluate(
             experiment, run_dir, gold_address, report, policy_engine_factory, cancelled, started
         )
     prompts = read_eval_prompts(run_dir, spec.evaluation.heldout_prompts)
+    against, baseline_samples = baseline_against(spec.evaluation.baseline_answers, prompts)
     per_prompt = spec.evaluation.samples_per_prompt
     arms = [arm.name for arm in spec.arms]
 
@@ -155,26 +163,17 @@ def run_evaluate(
     notes = {arm: NOT_PUBLISHED for arm, v in versions.items() if v == 0}
     samples = [s for source in outputs for s in samples_of(source, prompts, outputs[source])]
 
-    verdicts, skipped = _score(experiment, samples, gold_address, judge_pool_address, report, check)
+    verdicts, skipped = _score(
+        experiment, samples, baseline_samples, gold_address, judge_pool_address, report, check
+    )
     out_dir = evaluate_dir(run_dir)
     cross = cross_scores_doc(verdicts, skipped, sources, prompts, per_prompt)
     cross["policy_versions"] = versions
-    pairwise = pairwise_doc(verdicts[GOLD], sources, prompts, per_prompt, notes)
-    write_outputs(
-        out_dir / "outputs",
-        {
-            arm: output_rows(
-                arm,
-                prompts,
-                {
-                    "start": (INITIAL_SOURCE, outputs[INITIAL_SOURCE]),
-                    "end": (source, outputs[source]),
-                },
-                verdicts[GOLD],
-            )
-            for arm, source in sources.items()
-        },
-    )
+    pairwise = pairwise_doc(verdicts[GOLD], sources, prompts, per_prompt, notes, against)
+    start = (INITIAL_SOURCE, outputs[INITIAL_SOURCE])
+    stages = {arm: {"start": start, "end": (src, outputs[src])} for arm, src in sources.items()}
+    rows = {arm: output_rows(arm, prompts, stages[arm], verdicts[GOLD]) for arm in sources}
+    write_outputs(out_dir / "outputs", rows)
     files = {"cross_scores": out_dir / "cross_scores.json", "pairwise": out_dir / "pairwise.json"}
     write_json(files["cross_scores"], cross)
     write_json(files["pairwise"], pairwise)
@@ -186,12 +185,13 @@ def run_evaluate(
         versions=versions,
         gold_initial=cross[INITIAL][GOLD],
         gold_mean=cross["scores"][GOLD],
-        win_rate={arm: _win_rate(outcomes) for arm, outcomes in pairwise["arms"].items()},
+        win_rate={arm: win_rate(outcomes) for arm, outcomes in pairwise["arms"].items()},
         skipped=skipped,
         notes=notes,
         files={**files, **{f"outputs/{arm}": out_dir / "outputs" / f"{arm}.jsonl" for arm in arms}},
         seconds=time.monotonic() - started,
         judges_json=judges_json,
+        baseline=against.label,
     )
     write_json(out_dir / "summary.json", summary.to_json())
     sys.stderr.write(summary.format() + "\n")
@@ -245,12 +245,14 @@ def _generate(
 def _score(
     experiment: Experiment,
     samples: list[Sample],
+    gold_only: list[Sample],
     gold_address: str,
     judge_pool_address: str,
     report: ProgressFn,
     check: Callable[[], None],
 ) -> tuple[dict[str, dict[str, Verdict]], dict[str, str]]:
-    """(scorer -> sample id -> verdict, scorer -> why it could not score)."""
+    """(scorer -> sample id -> verdict, scorer -> why it could not score); ``gold_only``:
+    samples only gold scores (the baseline answers)."""
     spec = experiment.spec
     name = experiment.metadata.name
     matrix = spec.evaluation.cross_judge_matrix
@@ -260,13 +262,13 @@ def _score(
         for j in spec.judges
         if j.name not in pointwise
     }
-    step = Step("score", len(samples) * (1 + len(pointwise)), report)
+    step = Step("score", len(samples) * (1 + len(pointwise)) + len(gold_only), report)
 
     def advance(count: int) -> None:
         step.advance(count)
         check()
 
-    verdicts = {GOLD: gold_verdicts(gold_address, name, samples, advance)}
+    verdicts = {GOLD: gold_verdicts(gold_address, name, [*samples, *gold_only], advance)}
     client = JudgePoolClient(judge_pool_address, name)
     try:
         for judge in pointwise:
@@ -286,11 +288,6 @@ def _build_engine(experiment: Experiment) -> Engine:
     from judgelab.engines import build_engine
 
     return build_engine(experiment.spec.policy.model)
-
-
-def _win_rate(outcomes: list[str]) -> float | None:
-    credit = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-    return sum(credit[o] for o in outcomes) / len(outcomes) if outcomes else None
 
 
 def _fmt(value: float | None) -> str:

@@ -8,7 +8,8 @@ TrainPolicy already gold-evaluated every arm against the starting policy on the 
    DPO losses and reward margins; SFT steps) and ``gold_win_rate.json`` (win rate with CI);
 2. Arena-Hard-style: the gold judge scores the held-out reference answers and each arm's (and
    the start's) answers are compared with them (``selfimprove.versus_reference``); skipped when
-   no held-out prompt has a reference;
+   no held-out prompt has a reference; the same against ``evaluation.baseline_answers`` when it
+   is set (``versus_baseline_answers``; every held-out prompt needs an answer in the file);
 3. judge agreement with gold (issue 8's figure): the starting policy as pairwise self-judge,
    with and without the reference, on pairs of held-out answers gold separates
    (``selfimprove.agreement``);
@@ -33,8 +34,9 @@ from judgelab.selfimprove.agreement import agreement_with_gold, answers_of, gold
 from judgelab.selfimprove.evaluate import WIN_RATE_FILE
 from judgelab.selfimprove.files import SUMMARY, read_json
 from judgelab.selfimprove.prompts import PromptRow, load_policy_rows
-from judgelab.selfimprove.versus_reference import reference_win_rates
+from judgelab.selfimprove.versus_reference import reference_win_rates, win_rates_against
 from judgelab.spec.experiment import Experiment
+from judgelab.units.baseline_answers import load_baseline_answers, resolve_baseline_path
 from judgelab.units.evaluate import EvaluateSummary, evaluate_dir
 from judgelab.units.evaluate_outputs import EvaluateError
 from judgelab.units.evaluate_results import write_json
@@ -44,10 +46,6 @@ from judgelab.units.progress import ProgressFn
 from judgelab.units.responses import Cancelled
 
 SELF_IMPROVE_FILE = "self_improve.json"
-BASELINE_FILE_UNSUPPORTED = (
-    "evaluation.baseline_answers (a separate answers file) is not implemented; the data's "
-    "reference answers are the baseline answers here"
-)
 
 
 def evaluate_self_improve(
@@ -64,14 +62,21 @@ def evaluate_self_improve(
     arm_names = [arm.name for arm in plan_arms(spec)]
     summaries, records = _read_arms(run_dir, arm_names)
     _, held_out = load_policy_rows(run_dir, experiment)
+    baseline = _baseline_answers(spec.evaluation.baseline_answers, held_out)
 
     def check(done: int, note: str) -> None:
         progress(done, 3, note)
         if cancelled is not None and cancelled.is_set():
             raise Cancelled("Evaluate stopped")
 
-    check(0, "versus reference answers")
+    check(0, "versus reference and baseline answers")
     versus = _versus_references(held_out, records, gold, spec.evaluation.seed)
+    versus_baseline = None
+    if baseline is not None and gold is not None and records:
+        label, answers = baseline
+        versus_baseline = win_rates_against(
+            held_out, answers, records, gold, label, seed=spec.evaluation.seed
+        )
     check(1, "judge agreement with gold")
     agreement = _agreement(held_out, records, judge_engine_factory, experiment)
     check(2, "writing")
@@ -81,8 +86,9 @@ def evaluate_self_improve(
         "prompts": len(held_out),
         "arms": {arm: _arm_doc(summaries[arm], records.get(arm)) for arm in arm_names},
         "versus_reference": versus,
+        "versus_baseline_answers": versus_baseline,
         "judge_agreement": agreement,
-        "notes": [BASELINE_FILE_UNSUPPORTED] if spec.evaluation.baseline_answers else [],
+        "notes": [],
     }
     for arm, record in records.items():
         write_jsonl_atomic(
@@ -197,6 +203,18 @@ def round_stats(summary: Mapping[str, Any]) -> dict[str, Any]:
         "dpo_reward_accuracy_mean": _mean(accuracies),
         "dpo_seconds": dpo.get("seconds"),
     }
+
+
+def _baseline_answers(
+    value: str | None, rows: Sequence[PromptRow]
+) -> tuple[str, dict[str, str]] | None:
+    """(label, prompt id -> answer) of ``evaluation.baseline_answers``; raises when a held-out
+    prompt has no answer (before any gold call)."""
+    if value is None:
+        return None
+    answers = load_baseline_answers(resolve_baseline_path(value))
+    texts = answers.answers_for(rows)
+    return answers.label, {row.id: text for row, text in zip(rows, texts, strict=True)}
 
 
 def _versus_references(

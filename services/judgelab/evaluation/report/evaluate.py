@@ -34,11 +34,13 @@ class CrossScores:
 
 @dataclass(frozen=True)
 class PairwiseFile:
-    """Per arm, the gold judge's credit per prompt vs the baseline: 1 win, 0.5 tie, 0 loss."""
+    """Per arm, the gold judge's credit per prompt vs the baseline: 1 win, 0.5 tie, 0 loss.
+    ``initial``: the initial policy's credits when the baseline is an answers file."""
 
     baseline: str
     judge: str
     credits: dict[str, tuple[float, ...]]
+    initial: tuple[float, ...] | None = None
 
     @classmethod
     def load(cls, path: Path) -> PairwiseFile:
@@ -49,7 +51,12 @@ class PairwiseFile:
             for arm in arms.data
         }
         baseline = top.text("baseline", required=False) or "initial policy"
-        return cls(baseline, top.text("judge", required=False) or GOLD, credits)
+        found = top.optional_child("initial")
+        initial = None
+        if found is not None:
+            outcomes = found.items("outcomes")
+            initial = tuple(_credit(found, "outcomes", i, v) for i, v in enumerate(outcomes))
+        return cls(baseline, top.text("judge", required=False) or GOLD, credits, initial)
 
 
 def _credit(arms: Fields, arm: str, index: int, value: Any) -> float:

@@ -14,6 +14,8 @@ from judgelab.evaluation.report.plotting import save, single
 
 TITLE = "Pairwise win rate against the baseline"
 FIGURE = "report/win_rate.png"
+#: The row of the initial policy's own win rate, shown when the baseline is an answers file.
+INITIAL_ROW = "initial policy"
 
 
 def pairwise_section(
@@ -23,18 +25,12 @@ def pairwise_section(
         return not_recorded(TITLE, "`evaluate/pairwise.json` is missing."), {}
     order = [a for a in arms if a in pairwise.credits]
     empty = [a for a in order if not pairwise.credits[a]]
-    rates = {
-        arm: bootstrap_win_rate(
-            pairwise.credits[arm],
-            resamples=options.bootstrap_resamples,
-            seed=options.bootstrap_seed,
-            confidence=options.confidence,
-        )
-        for arm in order
-        if arm not in empty
-    }
+    rates = {arm: _rate(pairwise.credits[arm], options) for arm in order if arm not in empty}
     if not rates:
         return not_recorded(TITLE, "`evaluate/pairwise.json` has no outcomes."), {}
+    initial = _rate(pairwise.initial, options) if pairwise.initial else None
+    if initial is not None:
+        rates[INITIAL_ROW] = initial  # for comparison: where the arms started
     _plot(rates, pairwise, options, run_dir / FIGURE)
     level = f"{100 * options.confidence:g}%"
     header = ("arm", "prompts", "win rate", f"{level} CI")
@@ -46,14 +42,29 @@ def pairwise_section(
         f"Judge: {pairwise.judge}; baseline: {pairwise.baseline}. Ties count half. Interval: "
         f"percentile bootstrap over prompts, {options.bootstrap_resamples} resamples, seed "
         f"{options.bootstrap_seed}."
+        + (
+            f" Row '{INITIAL_ROW}': the starting policy against the same answers, for comparison."
+            if initial is not None
+            else ""
+        )
     )
-    results: dict[str, Any] = {a: asdict(r) for a, r in rates.items()}
+    results: dict[str, Any] = {a: asdict(r) for a, r in rates.items() if a != INITIAL_ROW}
     results.update({a: {"rate": None, "reason": "no outcomes recorded"} for a in empty})
     return Section(TITLE, (intro, Image(FIGURE, TITLE), Table(header, rows))), {
         "judge": pairwise.judge,
         "baseline": pairwise.baseline,
         "arms": results,
+        "initial_policy": None if initial is None else asdict(initial),
     }
+
+
+def _rate(credits: tuple[float, ...], options: ReportOptions) -> WinRate:
+    return bootstrap_win_rate(
+        credits,
+        resamples=options.bootstrap_resamples,
+        seed=options.bootstrap_seed,
+        confidence=options.confidence,
+    )
 
 
 def _plot(
@@ -83,8 +94,16 @@ def _plot(
     ax.set_yticks(list(y), arms)
     ax.invert_yaxis()
     ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel(f"win rate vs {pairwise.baseline} ({pairwise.judge} judge; tie = ½)")
+    ax.set_xlabel(f"win rate vs {_short(pairwise.baseline)} (tie = ½)\njudge: {pairwise.judge}")
     ax.set_ylabel("arm")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     save(figure, path)
+
+
+def _short(baseline: str) -> str:
+    """The baseline for an axis label: an answers file by its name, not its whole path."""
+    prefix = "baseline answers: "
+    if baseline.startswith(prefix):
+        return f"baseline answers ({Path(baseline.removeprefix(prefix)).name})"
+    return baseline

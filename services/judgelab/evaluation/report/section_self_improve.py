@@ -38,11 +38,16 @@ def self_improve_section(
     versus_start = {arm: _rate(a.get("outcomes"), options) for arm, a in data.arms.items()}
     rows = (data.versus_reference or {}).get("rows") or {}
     versus_reference = {name: _rate(r.get("outcomes"), options) for name, r in rows.items()}
+    answer_rows = (data.versus_baseline_answers or {}).get("rows") or {}
+    versus_answers = {name: _rate(r.get("outcomes"), options) for name, r in answer_rows.items()}
+    extra = [("vs reference answers", versus_reference, "tab:orange")]
+    extra += [("vs baseline answers", versus_answers, "tab:green")] if versus_answers else []
     blocks: list[Block] = [_intro(data, options)]
-    if any(versus_start.values()) or any(versus_reference.values()):
-        _plot(versus_start, versus_reference, data.baseline, options, run_dir / FIGURE)
+    if any(versus_start.values()) or any(any(rates.values()) for _, rates, _ in extra):
+        _plot(versus_start, [e for e in extra if e[1]], data.baseline, options, run_dir / FIGURE)
         blocks.append(Image(FIGURE, TITLE))
-    blocks += [_arm_table(data, versus_start, versus_reference, options), *_rounds(data)]
+    table = _arm_table(data, versus_start, versus_reference, options)
+    blocks += [_with_answers(table, data, versus_answers, options), *_rounds(data)]
     blocks += _agreement(data)
     blocks += [Paragraph(f"Note: {note}") for note in data.notes]
     results = {
@@ -53,6 +58,7 @@ def self_improve_section(
                 "gold_end_mean": number(a.get("gold_end_mean")),
                 "win_rate": _json(versus_start[arm]),
                 "win_rate_vs_reference": _json(versus_reference.get(arm)),
+                "win_rate_vs_baseline_answers": _json(versus_answers.get(arm)),
                 "rounds": a.get("rounds"),
                 "sft": a.get("sft"),
             }
@@ -64,9 +70,36 @@ def self_improve_section(
             "reference_gold_mean": number(data.versus_reference.get("reference_gold_mean")),
             "starting_policy": _json(versus_reference.get(START_ROW)),
         },
+        "versus_baseline_answers": _answers_results(data, versus_answers),
         "judge_agreement": data.judge_agreement,
     }
     return Section(TITLE, tuple(blocks)), results
+
+
+def _answers_results(
+    data: SelfImproveFile, rates: dict[str, WinRate | None]
+) -> dict[str, Any] | None:
+    found = data.versus_baseline_answers
+    if found is None:
+        return None
+    return {
+        "baseline": found.get("baseline"),
+        "baseline_gold_mean": number(found.get("baseline_gold_mean")),
+        "starting_policy": _json(rates.get(START_ROW)),
+    }
+
+
+def _with_answers(
+    table: Table,
+    data: SelfImproveFile,
+    rates: dict[str, WinRate | None],
+    options: ReportOptions,
+) -> Table:
+    """The arm table with a column for the ``evaluation.baseline_answers`` file, when set."""
+    if data.versus_baseline_answers is None:
+        return table
+    header = (*table.header, f"win rate vs baseline answers [{100 * options.confidence:g}% CI]")
+    return Table(header, tuple((*row, _cell(rates.get(row[0]))) for row in table.rows))
 
 
 def _rate(outcomes: Any, options: ReportOptions) -> WinRate | None:
@@ -103,6 +136,11 @@ def _intro(data: SelfImproveFile, options: ReportOptions) -> Paragraph:
         f"percentile-bootstrap intervals over prompts, {options.bootstrap_resamples} resamples, "
         f"seed {options.bootstrap_seed}. 'vs references': the same against the data's "
         "reference answers scored by gold (Arena-Hard-style baseline answers)."
+        + (
+            f" 'vs baseline answers': the same against {answers.get('baseline')}."
+            if (answers := data.versus_baseline_answers) is not None
+            else ""
+        )
     )
 
 
@@ -203,20 +241,22 @@ def _agreement(data: SelfImproveFile) -> list[Block]:
 
 def _plot(
     versus_start: dict[str, WinRate | None],
-    versus_reference: dict[str, WinRate | None],
+    extra: list[tuple[str, dict[str, WinRate | None], str]],
     baseline: str,
     options: ReportOptions,
     path: Path,
 ) -> None:
-    names = list(versus_start) + [n for n in versus_reference if n not in versus_start]
+    """``extra``: (label, name -> rate, colour) of each comparison beyond the starting policy."""
+    names = list(versus_start)
+    for _, rates, _ in extra:
+        names += [n for n in rates if n not in names]
     figure, ax = single(TITLE, 8.0, max(3.4, 0.8 * len(names) + 2.4))
-    height = 0.38 if versus_reference else 0.6
-    series = [(f"vs {baseline}", versus_start, "tab:purple", 0.0)]
-    if versus_reference:
-        series.append(("vs reference answers", versus_reference, "tab:orange", height))
-    for label, rates, color, offset in series:
+    height = 0.76 / (1 + len(extra)) if extra else 0.6
+    series = [(f"vs {baseline}", versus_start, "tab:purple")] + extra
+    for index, (label, rates, color) in enumerate(series):
+        offset = (index - (len(series) - 1) / 2) * height
         shown = [(i, rates[n]) for i, n in enumerate(names) if rates.get(n) is not None]
-        ys = [i + offset - (height / 2 if versus_reference else 0.0) for i, _ in shown]
+        ys = [i + offset for i, _ in shown]
         values = [r.rate for _, r in shown if r is not None]
         errors = [
             [r.rate - r.low for _, r in shown if r is not None],

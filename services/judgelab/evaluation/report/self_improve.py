@@ -16,6 +16,9 @@ Shape (written by ``judgelab.units.evaluate_self_improve``; numbers may be null)
                             "loss_last": 1.7}}},                        # the SFT arm
      "versus_reference": null | {"reference_gold_mean": 5.0,
                                  "rows": {name: {"outcomes": {...}}}},
+     "versus_baseline_answers": null | {"baseline": "baseline answers: FILE",
+                                        "baseline_gold_mean": 5.0,
+                                        "rows": {name: {"outcomes": {...}}}},
      "judge_agreement": {"pairs": 20, "with_reference": null | AGREEMENT,
                          "without_reference": null | AGREEMENT},
      "notes": ["..."]}
@@ -48,6 +51,7 @@ class SelfImproveFile:
     judge_agreement: dict[str, Any]
     notes: tuple[str, ...]
     baseline: str
+    versus_baseline_answers: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: Path) -> SelfImproveFile:
@@ -62,6 +66,7 @@ class SelfImproveFile:
             for index, entry in enumerate(arm_fields.items("rounds", required=False)):
                 Fields.of(entry, path, where=f"arms.{arm}.rounds[{index}]")
         versus = top.optional_child("versus_reference")
+        answers = top.optional_child("versus_baseline_answers")
         agreement = top.optional_child("judge_agreement")
         notes = top.items("notes", required=False)
         return cls(
@@ -71,6 +76,7 @@ class SelfImproveFile:
             {} if agreement is None else dict(agreement.data),
             tuple(str(n) for n in notes),
             top.text("baseline", required=False) or "starting policy",
+            None if answers is None else dict(answers.data),
         )
 
 
