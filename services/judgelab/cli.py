@@ -35,11 +35,13 @@ def validate(
 ) -> None:
     """Check experiment files: one line per problem (field path, bad value, what is allowed)."""
     from judgelab.spec import SpecError, load_experiment
+    from judgelab.units.baseline_answers import check_baseline_file
 
     failed = 0
     for path in files:
         try:
             experiment = load_experiment(path)
+            check_baseline_file(experiment, path)
         except SpecError as err:
             failed += 1
             typer.echo(str(err), err=True)
@@ -175,6 +177,15 @@ def serve(
         help="Calls in flight per client (env JUDGELAB_MAX_CONCURRENT_PER_CLIENT).")] = None,
     max_request_bytes: Annotated[int | None, typer.Option(
         help="Largest request accepted, bytes (env JUDGELAB_MAX_REQUEST_BYTES).")] = None,
+    claim_idle_ms: Annotated[int | None, typer.Option(
+        min=100, envvar="JUDGELAB_CLAIM_IDLE_MS",
+        help="Take over stream messages another consumer has held unacknowledged this long, ms "
+             "(default: spec.runtime.queues: 60 s judge pool, 600 s gold annotator and "
+             "rollout generator).")] = None,
+    redis_wait_s: Annotated[float | None, typer.Option(
+        min=0, envvar="JUDGELAB_REDIS_WAIT_S",
+        help="Seconds to wait for Redis at startup before failing (default: "
+             "spec.runtime.queues.redis_wait_s, 60).")] = None,
 ) -> None:
     """Run a judgelab service until SIGTERM; prints one JSON line with its ports once ready."""
     from judgelab.queues import RedisUnavailable
@@ -188,7 +199,8 @@ def serve(
         _fail(str(err))
     options = {"host": host, "port": port, "grace_s": grace_s,
                "metrics_port": None if metrics_port < 0 else metrics_port,
-               "redis_url": redis_url or spec.spec.runtime.redis_url}
+               "redis_url": redis_url or spec.spec.runtime.redis_url,
+               "claim_idle_ms": claim_idle_ms, "redis_wait_s": redis_wait_s}
     from judgelab.serving.security import security_from_flags
 
     try:

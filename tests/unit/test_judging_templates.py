@@ -38,8 +38,9 @@ def test_every_default_template_exists_and_fits_its_judge(
     assert re.fullmatch(r"[0-9a-f]{64}", template.sha256)
 
 
-def test_builtin_ids_are_the_eight_judges_and_the_rubric() -> None:
-    expected = {default_template_id(*combo) for combo in COMBOS} | {"rubric-v1"}
+def test_builtin_ids_are_the_eight_judges_and_the_rubrics() -> None:
+    rubrics = {"rubric-v1", "rubric-writer-v1", "rubric-writer-ref-v1"}
+    expected = {default_template_id(*combo) for combo in COMBOS} | rubrics
     assert set(builtin_template_ids()) == expected
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypedDict
 
 from judgelab.api.v1 import common_pb2, gold_annotator_pb2, judge_pool_pb2
 from judgelab.client.types import (
@@ -58,6 +58,8 @@ def sample_to_proto(sample: Sample) -> common_pb2.Sample:
     )
     if sample.reference is not None:
         message.reference = sample.reference
+    if sample.rubric is not None:
+        message.rubric = sample.rubric
     return message
 
 
@@ -71,6 +73,8 @@ def pair_to_proto(pair: Pair) -> judge_pool_pb2.Pair:
     )
     if pair.reference is not None:
         message.reference = pair.reference
+    if pair.rubric is not None:
+        message.rubric = pair.rubric
     return message
 
 
@@ -83,14 +87,7 @@ def score_from_proto(score: common_pb2.Score) -> ScoreResult:
         distribution={p.value: p.probability for p in score.distribution},
         score_mass=score.score_mass,
         reasoning=score.reasoning,
-        valid=score.valid,
-        invalid_reason=score.invalid_reason,
-        template_id=score.template_id,
-        template_hash=score.template_hash,
-        judge_config_hash=score.judge_config_hash,
-        latency_s=score.latency.ToNanoseconds() / 1e9,
-        tokens_in=score.tokens_in,
-        tokens_out=score.tokens_out,
+        **_stamp(score),
     )
 
 
@@ -102,14 +99,7 @@ def pairwise_from_proto(result: common_pb2.PairwiseResult) -> PairwiseResult:
         preferred=_VERDICTS.get(result.preferred),
         orders=tuple(_order_from_proto(o) for o in result.orders),
         position_consistent=result.position_consistent,
-        valid=result.valid,
-        invalid_reason=result.invalid_reason,
-        template_id=result.template_id,
-        template_hash=result.template_hash,
-        judge_config_hash=result.judge_config_hash,
-        latency_s=result.latency.ToNanoseconds() / 1e9,
-        tokens_in=result.tokens_in,
-        tokens_out=result.tokens_out,
+        **_stamp(result),
     )
 
 
@@ -119,11 +109,44 @@ def _order_from_proto(order: common_pb2.PairwiseOrderResult) -> OrderResult:
         prob_a_preferred=order.prob_a_preferred,
         preferred=_VERDICTS.get(order.preferred),
         reasoning=order.reasoning,
-        valid=order.valid,
-        invalid_reason=order.invalid_reason,
-        latency_s=order.latency.ToNanoseconds() / 1e9,
-        tokens_in=order.tokens_in,
-        tokens_out=order.tokens_out,
+        **_outcome(order),
+    )
+
+
+class _Outcome(TypedDict):
+    valid: bool
+    invalid_reason: str
+    latency_s: float
+    tokens_in: int
+    tokens_out: int
+
+
+class _Stamp(_Outcome):
+    template_id: str
+    template_hash: str
+    judge_config_hash: str
+
+
+def _outcome(
+    result: common_pb2.Score | common_pb2.PairwiseResult | common_pb2.PairwiseOrderResult,
+) -> _Outcome:
+    """The fields every judgement carries: validity, latency, token counts."""
+    return _Outcome(
+        valid=result.valid,
+        invalid_reason=result.invalid_reason,
+        latency_s=result.latency.ToNanoseconds() / 1e9,
+        tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out,
+    )
+
+
+def _stamp(result: common_pb2.Score | common_pb2.PairwiseResult) -> _Stamp:
+    """:func:`_outcome` plus the template and judge configuration that produced it."""
+    return _Stamp(
+        **_outcome(result),
+        template_id=result.template_id,
+        template_hash=result.template_hash,
+        judge_config_hash=result.judge_config_hash,
     )
 
 

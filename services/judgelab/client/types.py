@@ -27,6 +27,8 @@ class Sample:
     response: str
     reference: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: The prompt's own rubric, for judges with gold rubrics (``JudgeInfo.rubric == "gold"``).
+    rubric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Pair:
     response_b: str
     reference: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    rubric: str | None = None
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,10 @@ class JudgePool:
         if judge.config.reference_guided and item.reference is None:
             raise invalid(f"{field}[{index}].reference", "REQUIRED",
                           f"judge {judge.config.name!r} is reference-guided: give a reference")
+        if judge.config.gold_rubric and not (item.rubric or "").strip():
+            raise invalid(f"{field}[{index}].rubric", "REQUIRED",
+                          f"judge {judge.config.name!r} is shown the gold judge's per-prompt "
+                          f"rubric: give the prompt's rubric (item {item.id!r})")
         if isinstance(judge, PointwiseJudge):
             assert isinstance(item, Sample)
             return judge.conversation(item)

@@ -69,6 +69,7 @@ def judge_info(entry: PoolJudge) -> judge_pool_pb2.JudgeInfo:
             scale_min=config.scale.min,
             scale_max=config.scale.max,
             template_id=config.template_id,
+            rubric=config.rubric_source if config.rubric else "",
         ),
         model=config.model,
         ready=True,

@@ -48,7 +48,10 @@ class RolloutScorer:
         the rest of its group is scored: one runaway completion must not lose the group."""
         judge = self.pool.get(group.judge).judge
         assert isinstance(judge, PointwiseJudge)
-        samples = [Sample(r.id, group.prompt, r.text, group.reference) for r in group.rollouts]
+        samples = [
+            Sample(r.id, group.prompt, r.text, group.reference, group.rubric)
+            for r in group.rollouts
+        ]
         oversized = self.pool.oversized(group.judge, samples)
         fitting = [s for i, s in enumerate(samples) if i not in oversized]
         pending = self.pool.submit_score(group.judge, fitting) if fitting else []
@@ -65,7 +68,9 @@ class RolloutScorer:
 
     def _pairwise(self, group: RolloutGroup) -> Finish:
         responses = [r.text for r in group.rollouts]
-        pairs, ij = group_pairs(Group(group.prompt, responses, group.reference, group.group_id))
+        pairs, ij = group_pairs(
+            Group(group.prompt, responses, group.reference, group.group_id, group.rubric)
+        )
         pending: list[Future[PairwiseJudgement]] = self.pool.submit_pairwise(
             group.judge, pairs, both_orders=True
         )

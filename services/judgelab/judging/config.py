@@ -5,6 +5,11 @@ field that can change what the judge says (model, engine, protocol, reasoning an
 limits, sampling, scale, template id and text hash, rubric text hash, and the model settings
 that change outputs: dtype, scored top-k, extra request fields). The judge's name is
 left out: renaming a judge does not change its judgements.
+
+A judge shown the gold judge's per-prompt rubric (``rubric_source="gold"``) hashes
+``rubric_source: "gold"`` and the rubric-writer template's hash in place of the fixed rubric's:
+its stamp says so. The key is absent for every other judge, so their hashes (the gold cache's
+keys among them) are unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from judgelab.judging.scale import Scale
-from judgelab.judging.templates import RUBRIC_TEMPLATE_ID, Template, default_template_id
+from judgelab.judging.templates import (
+    RUBRIC_TEMPLATE_ID,
+    RUBRIC_WRITER_ID,
+    Template,
+    default_template_id,
+)
 
 if TYPE_CHECKING:
     from judgelab.spec.judges import GoldJudgeSpec, ProxyJudgeSpec
@@ -23,6 +33,7 @@ if TYPE_CHECKING:
 
 EngineKind = Literal["transformers", "openai"]
 ProtocolName = Literal["pointwise", "pairwise"]
+RubricSourceName = Literal["fixed", "gold"]
 
 #: Tokens allowed after a reasoning budget for the final verdict line.
 FINAL_LINE_TOKENS = 32
@@ -50,6 +61,8 @@ class JudgeConfig:
     reasoning_effort: str | None = None
     reference_guided: bool = False
     rubric: bool = False
+    #: ``fixed``: the generic criteria (rubric-v1); ``gold``: each item's own gold-written rubric.
+    rubric_source: RubricSourceName = "fixed"
     scale: Scale = field(default_factory=Scale)
     template: str | None = None
     #: A reasoning pointwise judge cut off by its budget before its verdict gets the verdict
@@ -72,6 +85,8 @@ class JudgeConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.rubric_source == "gold" and not self.rubric:
+            raise ValueError("rubric_source 'gold' needs rubric=True")
         if self.reads_score_tokens and not self.prefill and not self.scale.prefix_free:
             raise ValueError(
                 f"scale: {self.scale.min}-{self.scale.max} needs scored multi-token answers "
@@ -91,6 +106,7 @@ class JudgeConfig:
             reasoning_budget=spec.reasoning_budget,
             reference_guided=spec.reference_guided,
             rubric=spec.rubric,
+            rubric_source=spec.rubric_source,
             scale=Scale(spec.scale.min, spec.scale.max),
             template=spec.template,
         )
@@ -119,7 +135,15 @@ class JudgeConfig:
 
     @property
     def rubric_id(self) -> str | None:
-        return RUBRIC_TEMPLATE_ID if self.rubric else None
+        """The fixed rubric's template, or for gold rubrics the template that wrote them."""
+        if not self.rubric:
+            return None
+        return RUBRIC_WRITER_ID if self.gold_rubric else RUBRIC_TEMPLATE_ID
+
+    @property
+    def gold_rubric(self) -> bool:
+        """Each item brings its own rubric, written per prompt by the gold judge."""
+        return self.rubric and self.rubric_source == "gold"
 
     @property
     def prefill(self) -> bool:
@@ -172,6 +196,8 @@ class JudgeConfig:
             "template_sha256": template.sha256,
             "rubric_sha256": rubric.sha256 if rubric is not None else None,
         }
+        if self.gold_rubric:
+            fields["rubric_source"] = "gold"
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

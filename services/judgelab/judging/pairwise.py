@@ -47,6 +47,7 @@ class Group:
     responses: Sequence[str]
     reference: str | None = None
     id: str = "group"
+    rubric: str | None = None
 
 
 class PairwiseJudge(JudgeBase):
@@ -80,10 +81,14 @@ class PairwiseJudge(JudgeBase):
         ]
 
     def group_win_rates(
-        self, prompt: Prompt, responses: Sequence[str], reference: str | None = None
+        self,
+        prompt: Prompt,
+        responses: Sequence[str],
+        reference: str | None = None,
+        rubric: str | None = None,
     ) -> list[float]:
         """Mean win rate of each response against the other G-1 (the pairwise GRPO reward)."""
-        (group,) = self.judge_groups([Group(prompt, responses, reference)])
+        (group,) = self.judge_groups([Group(prompt, responses, reference, rubric=rubric)])
         return list(group.win_rates)
 
     def conversation(self, pair: Pair, order: Order) -> list[ChatMessage]:
@@ -98,6 +103,7 @@ class PairwiseJudge(JudgeBase):
                 "response_a": first,
                 "response_b": second,
                 "reference": reference_text(pair.id, pair.reference, self.config.reference_guided),
+                **self.prompt.item_values(pair.id, pair.rubric),
             }
         )
 
@@ -224,7 +230,7 @@ def group_pairs(group: Group) -> tuple[list[Pair], list[tuple[int, int]]]:
     ij = [(i, j) for i in range(n) for j in range(i + 1, n)]
     pairs = [
         Pair(f"{group.id}:{i}-{j}", group.prompt, group.responses[i], group.responses[j],
-             group.reference)
+             group.reference, group.rubric)
         for i, j in ij
     ]
     return pairs, ij

@@ -51,6 +51,7 @@ class PointwiseJudge(JudgeBase):
                 "prompt": prompt_text(sample.prompt),
                 "response": sample.response,
                 "reference": reference,
+                **self.prompt.item_values(sample.id, sample.rubric),
             }
         )
 

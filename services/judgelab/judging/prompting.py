@@ -1,4 +1,9 @@
-"""A judge's prompt: its template and rubric checked against its config, rendered per item."""
+"""A judge's prompt: its template and rubric checked against its config, rendered per item.
+
+A fixed rubric is the same text for every item. A gold rubric (``rubric_source="gold"``) is
+each item's own, written by the gold judge; it is framed by the rubric-writer template's
+``judge`` section, and an item without one is the caller's error (ValueError naming it).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from judgelab.judging.scale import SCORE_PREFIX
 from judgelab.judging.templates import Template, load_template
 
 RUBRIC_SECTION = "text"
+#: The rubric-writer template's section that frames a gold rubric inside the judge's prompt.
+GOLD_RUBRIC_SECTION = "judge"
 
 
 class JudgePrompt:
@@ -36,11 +43,26 @@ class JudgePrompt:
             "answer_format": answer_format(config),
             "scale_min": str(config.scale.min),
             "scale_max": str(config.scale.max),
-            "rubric": self._rubric_text(),
         }
+        if not config.gold_rubric:
+            self._fixed["rubric"] = self._rubric_text()
 
     def render(self, values: Mapping[str, str]) -> list[ChatMessage]:
         return self.template.render({**self._fixed, **values})
+
+    def item_values(self, item_id: str, rubric: str | None) -> dict[str, str]:
+        """The per-item ``rubric`` value of a gold-rubric judge ({} for the others, which
+        ignore an item's rubric); ValueError when the item has none."""
+        if not self.config.gold_rubric:
+            return {}
+        if rubric is None or not rubric.strip():
+            raise ValueError(
+                f"item {item_id!r}: judge {self.config.name!r} needs the gold judge's rubric "
+                "for this prompt (written by the Annotate phase) and got none"
+            )
+        assert self.rubric is not None  # loaded in __init__ from config.rubric_id
+        framed = self.rubric.render_section(GOLD_RUBRIC_SECTION, {"rubric": rubric.strip()})
+        return {"rubric": framed + "\n"}
 
     def _rubric_text(self) -> str:
         if self.rubric is None:

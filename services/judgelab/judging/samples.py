@@ -13,12 +13,14 @@ Prompt = str | Sequence[ChatMessage]
 
 @dataclass(frozen=True)
 class Sample:
-    """One response to judge pointwise; ``reference`` is needed by reference-guided judges."""
+    """One response to judge pointwise; ``reference`` is needed by reference-guided judges,
+    ``rubric`` (the gold judge's rubric for the prompt) by gold-rubric judges."""
 
     id: str
     prompt: Prompt
     response: str
     reference: str | None = None
+    rubric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Pair:
     response_a: str
     response_b: str
     reference: str | None = None
+    rubric: str | None = None
 
 
 def prompt_text(prompt: Prompt) -> str:

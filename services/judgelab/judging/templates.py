@@ -4,7 +4,7 @@ A template file is a header of ``# key: value`` lines, then named sections::
 
     # id: pointwise-v1
     # version: 1
-    # kind: pointwise            (pointwise | pairwise | fragment)
+    # kind: pointwise            (pointwise | pairwise | fragment | rubric)
     # reasoning: false
     # reference: false
     # purpose: one line for people
@@ -38,7 +38,7 @@ from judgelab.spec.judges import TEMPLATE_ID_PATTERN
 
 PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 SECTION = re.compile(r"^=== ([a-z_]+) ===$")
-KINDS = ("pointwise", "pairwise", "fragment")
+KINDS = ("pointwise", "pairwise", "fragment", "rubric")
 KNOWN_PLACEHOLDERS = frozenset(
     {
         "prompt",
@@ -56,9 +56,14 @@ _REQUIRED: dict[str, frozenset[str]] = {
     "pointwise": frozenset({"prompt", "response", "answer_format", "scale_min", "scale_max"}),
     "pairwise": frozenset({"prompt", "response_a", "response_b", "answer_format"}),
     "fragment": frozenset(),
+    # The gold judge's request to write one prompt's rubric (``judging.rubrics``).
+    "rubric": frozenset({"prompt"}),
 }
 _CHAT_SECTIONS = ("system", "user")
 RUBRIC_TEMPLATE_ID = "rubric-v1"
+#: The gold judge's rubric-writing templates, without and with the data set's reference answer.
+RUBRIC_WRITER_ID = "rubric-writer-v1"
+RUBRIC_WRITER_REF_ID = "rubric-writer-ref-v1"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class EvalItem:
     prompt: str | list[ChatMessage]
     response: str
     reference: str | None = None
+    rubric: str | None = None
 
 
 def to_proto(item: EvalItem) -> common_pb2.Sample:
@@ -51,6 +52,8 @@ def to_proto(item: EvalItem) -> common_pb2.Sample:
     )
     if item.reference is not None:
         sample.reference = item.reference
+    if item.rubric is not None:
+        sample.rubric = item.rubric
     return sample
 
 

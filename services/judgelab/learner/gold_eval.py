@@ -40,6 +40,7 @@ class HeldOutPrompt:
     id: str
     prompt: str | list[ChatMessage]
     reference: str | None = None
+    rubric: str | None = None  # the gold judge's rubric (proxy judges with gold rubrics)
 
     @property
     def text(self) -> str:
@@ -60,7 +61,9 @@ def load_heldout(path: Path, limit: int | None = None) -> list[HeldOutPrompt]:
             row = json.loads(line)
             raw = row["prompt"]
             prompt = _prompt(raw)
-            prompts.append(HeldOutPrompt(str(row["id"]), prompt, row.get("reference")))
+            prompts.append(
+                HeldOutPrompt(str(row["id"]), prompt, row.get("reference"), row.get("rubric"))
+            )
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}:{number}: not a held-out prompt record: {error}") from error
         if limit is not None and len(prompts) >= limit:
@@ -101,7 +104,7 @@ class GoldEvaluator:
         asked = [p for p in self.prompts for _ in range(self.settings.samples_per_prompt)]
         responses = self._generate(policy, asked)
         items = [
-            EvalItem(f"step{step}:{i}:{p.id}", p.prompt, text, p.reference)
+            EvalItem(f"step{step}:{i}:{p.id}", p.prompt, text, p.reference, p.rubric)
             for i, (p, text) in enumerate(zip(asked, responses, strict=True))
         ]
         gold, proxy = self._score(items)

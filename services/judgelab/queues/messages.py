@@ -9,7 +9,7 @@ schema-version bump.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self, cast, get_args
 
 from judgelab.engines.base import ChatMessage, Role
@@ -56,18 +56,25 @@ class Message(ABC):
     def from_fields(cls, fields: FieldsIn) -> Self:
         return cls.from_json(decode(cls.KIND, fields))
 
-    @abstractmethod
-    def to_json(self) -> dict[str, Any]: ...
+    def to_json(self) -> dict[str, Any]:
+        """Every dataclass field by name, in declaration order (prompts and nested messages too)."""
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(cast(Any, self))}
 
     @classmethod
     @abstractmethod
     def from_json(cls, data: Reader) -> Self: ...
 
 
-def _prompt_json(prompt: Prompt) -> str | list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return prompt
-    return [{"role": m.role, "content": m.content} for m in prompt]
+def _json_value(value: Any) -> Any:
+    # Lists of numbers (token ids, log-probs) go out as they are: only lists of chat turns or
+    # messages need converting, and a list holds one kind of item.
+    if isinstance(value, list | tuple) and value and isinstance(value[0], Message | ChatMessage):
+        return [_json_value(item) for item in value]
+    if isinstance(value, Message):
+        return value.to_json()
+    if isinstance(value, ChatMessage):
+        return {"role": value.role, "content": value.content}
+    return value
 
 
 def _read_prompt(data: Reader, key: str = "prompt") -> Prompt:
@@ -98,19 +105,14 @@ class PromptMessage(Message):
     prompt: Prompt
     reference: str | None = None
     arm: str | None = None
+    #: The gold judge's rubric for the prompt, carried like the reference (judges with
+    #: ``rubric_source: gold`` need it; the others ignore it).
+    rubric: str | None = None
 
     def conversation(self) -> list[ChatMessage]:
         if isinstance(self.prompt, str):
             return [ChatMessage("user", self.prompt)]
         return list(self.prompt)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "prompt": _prompt_json(self.prompt),
-            "reference": self.reference,
-            "arm": self.arm,
-        }
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:
@@ -119,6 +121,7 @@ class PromptMessage(Message):
             prompt=_read_prompt(data),
             reference=data.opt_text("reference"),
             arm=data.opt_text("arm"),
+            rubric=data.opt_text("rubric"),
         )
 
 
@@ -132,14 +135,7 @@ class SampleMessage(Message):
     prompt: Prompt
     response: str
     reference: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "prompt": _prompt_json(self.prompt),
-            "response": self.response,
-            "reference": self.reference,
-        }
+    rubric: str | None = None
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:
@@ -148,6 +144,7 @@ class SampleMessage(Message):
             prompt=_read_prompt(data),
             response=data.text("response"),
             reference=data.opt_text("reference"),
+            rubric=data.opt_text("rubric"),
         )
 
 
@@ -161,14 +158,6 @@ class Rollout(Message):
     text: str
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "text": self.text,
-            "token_ids": self.token_ids,
-            "logprobs": self.logprobs,
-        }
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:
@@ -194,18 +183,7 @@ class RolloutGroup(Message):
     reference: str | None
     policy_version: int
     rollouts: list[Rollout]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "arm": self.arm,
-            "judge": self.judge,
-            "prompt_id": self.prompt_id,
-            "prompt": _prompt_json(self.prompt),
-            "reference": self.reference,
-            "policy_version": self.policy_version,
-            "rollouts": [r.to_json() for r in self.rollouts],
-        }
+    rubric: str | None = None
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:
@@ -218,6 +196,7 @@ class RolloutGroup(Message):
             reference=data.opt_text("reference"),
             policy_version=data.integer("policy_version", minimum=0),
             rollouts=[Rollout.from_json(r) for r in data.objects("rollouts")],
+            rubric=data.opt_text("rubric"),
         )
 
 
@@ -242,18 +221,6 @@ class ScoredGroup(Message):
             raise ValueError(
                 "rollout_ids, rewards, valid and judgements must have one item per rollout"
             )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "arm": self.arm,
-            "judge": self.judge,
-            "policy_version": self.policy_version,
-            "rollout_ids": self.rollout_ids,
-            "rewards": self.rewards,
-            "valid": self.valid,
-            "judgements": self.judgements,
-        }
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:
@@ -289,9 +256,6 @@ class GoldRequest(Message):
     request_id: str
     samples: list[SampleMessage]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "samples": [s.to_json() for s in self.samples]}
-
     @classmethod
     def from_json(cls, data: Reader) -> Self:
         return cls(
@@ -308,9 +272,6 @@ class GoldResult(Message):
 
     request_id: str
     annotations: list[dict[str, Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "annotations": self.annotations}
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:

@@ -136,6 +136,7 @@ class PromptSampler:
             reference=message.reference,
             policy_version=group.policy_version,
             rollouts=[Rollout(r.id, r.text, r.token_ids, r.logprobs) for r in group.rollouts],
+            rubric=message.rubric,
         ).to_fields()
 
 

@@ -148,13 +148,14 @@ class PromptFeeder:
                 prompt=_prompt(row["prompt"]),
                 reference=row.get("reference"),
                 arm=self.arm,
+                rubric=row.get("rubric"),
             )
             for row in rows
         ]
 
 
 def load_prompts(path: Path) -> list[dict[str, Any]]:
-    """Annotate's ``policy_train.jsonl`` rows ({id, prompt, reference, ...})."""
+    """Annotate's ``policy_train.jsonl`` rows ({id, prompt, reference, rubric?, ...})."""
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: the Annotate unit writes it")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

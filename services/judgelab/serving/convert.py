@@ -46,6 +46,7 @@ def samples_from_proto(
             prompt=prompt_from_proto(s.prompt, f"{field}[{i}].prompt"),
             response=_text(s.response, f"{field}[{i}].response"),
             reference=_reference(s, f"{field}[{i}].reference"),
+            rubric=_rubric(s, f"{field}[{i}].rubric"),
         )
         for i, s in enumerate(samples)
     ]
@@ -62,6 +63,7 @@ def pairs_from_proto(pairs: Sequence[judge_pool_pb2.Pair], field: str = "pairs")
             response_a=_text(p.response_a, f"{field}[{i}].response_a"),
             response_b=_text(p.response_b, f"{field}[{i}].response_b"),
             reference=_reference(p, f"{field}[{i}].reference"),
+            rubric=_rubric(p, f"{field}[{i}].rubric"),
         )
         for i, p in enumerate(pairs)
     ]
@@ -170,3 +172,8 @@ def _reference(item: common_pb2.Sample | judge_pool_pb2.Pair, field: str) -> str
         return None
     return _text(item.reference, field)
 
+
+def _rubric(item: common_pb2.Sample | judge_pool_pb2.Pair, field: str) -> str | None:
+    if not item.HasField("rubric"):
+        return None
+    return _text(item.rubric, field)

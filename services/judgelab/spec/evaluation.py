@@ -34,8 +34,9 @@ class EvaluationSpec(StrictModel):
     )
     baseline_answers: str | None = Field(
         default=None,
-        description="JSON Lines file of baseline answers (prompt, answer) for an Arena-Hard-style "
-        "pairwise win rate judged by gold. Unset: no win rate.",
+        description="JSON Lines file of baseline answers ({id and/or prompt, answer}; relative to "
+        "the experiment file) for the Arena-Hard-style win rate judged by gold. Unset: the win "
+        "rate is against the initial policy.",
     )
     cross_judge_matrix: bool = Field(
         default=True, description="Have every judge score every arm's final outputs."

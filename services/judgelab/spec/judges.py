@@ -13,6 +13,7 @@ from judgelab.spec.training import LoraSpec, SftSpec
 ReasoningEffort = Literal["low", "medium", "high"]
 Protocol = Literal["pointwise", "pairwise"]
 Recipe = Literal["none", "sft", "sft+grpo"]
+RubricSource = Literal["fixed", "gold"]
 
 TEMPLATE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -157,6 +158,12 @@ class ProxyJudgeSpec(StrictModel):
     rubric: bool = Field(
         default=False, description="Include the scoring rubric in the judge prompt."
     )
+    rubric_source: RubricSource = Field(
+        default="fixed",
+        description="Where the rubric comes from (rubric: true only): `fixed`: the same generic "
+        "criteria for every prompt; `gold`: the gold judge writes a rubric per prompt once, "
+        "in the Annotate phase (RUN/annotate/rubrics.jsonl), and the judge sees that prompt's.",
+    )
     scale: ScoreScale = Field(
         default_factory=ScoreScale,
         description="Score range (pointwise only); must equal the gold judge's scale.",
@@ -174,6 +181,14 @@ class ProxyJudgeSpec(StrictModel):
     @model_validator(mode="after")
     def _check_judge(self) -> ProxyJudgeSpec:
         issues = self._reasoning_issues() + self._recipe_issues()
+        if self.rubric_source != "fixed" and not self.rubric:
+            issues.append(
+                Issue(
+                    ("rubric_source",),
+                    self.rubric_source,
+                    "needs rubric: true (a judge without a rubric has no rubric source)",
+                )
+            )
         if self.protocol == "pairwise" and self.scale != ScoreScale():
             issues.append(
                 Issue(

@@ -7,7 +7,10 @@
 3. Every (prompt, response, reference) goes to the gold judge: the gold annotator service when
    ``gold_address`` is given (its durable cache makes a rerun free), else the ``annotator``
    object given, else the gold judge built in this process (no cache).
-4. ``RUN/annotate/{judge_train,judge_eval,policy_train,policy_eval}.jsonl`` and
+4. When a judge wants gold rubrics (``rubric_source: gold``), the gold model writes one per
+   prompt of every split, once (``units.rubrics``: ``RUN/annotate/rubrics.jsonl``, resumable),
+   and every split row carries its prompt's ``rubric`` as it carries its ``reference``.
+5. ``RUN/annotate/{judge_train,judge_eval,policy_train,policy_eval}.jsonl`` and
    ``summary.json`` are written atomically, last.
 
 A study without proxy judges (dpo-self-judge) needs no gold labels here: steps 2 and 3 are
@@ -34,13 +37,20 @@ from judgelab.spec.experiment import Experiment
 from judgelab.spec.model import ModelSpec
 from judgelab.units.data import SPLIT_NAMES, LoadOptions, Record, SplitName, Splits, load_splits
 from judgelab.units.gold import AnnotatorLike, DirectGold, GoldLabel, GoldLabeller, InProcessGold
-from judgelab.units.jsonio import dumps, write_jsonl_atomic
+from judgelab.units.jsonio import AppendLog, dumps, write_jsonl_atomic
 from judgelab.units.progress import ProgressFn, Step, stderr_progress
 from judgelab.units.responses import (
     Cancelled,
     ResponseSampler,
     SampledResponse,
     sampling_hash,
+)
+from judgelab.units.rubrics import (
+    RUBRICS_FILE,
+    PromptRubric,
+    needs_gold_rubrics,
+    rubric_fields,
+    write_rubrics,
 )
 from judgelab.units.summary import AnnotateSummary, count_labels
 
@@ -85,11 +95,13 @@ def run_annotate(
     cancelled: threading.Event | None = None,
     options: LoadOptions | None = None,
     base_dir: Path | None = None,
+    rubric_engine: Engine | None = None,
 ) -> AnnotateSummary:
     """Run the Annotate unit into ``run_dir/annotate/``; see the module doc for the steps.
 
     ``progress(done, total, note)`` gets every step's progress (default: lines on stderr);
-    ``policy_engine`` replaces the response model built from the spec (tests);
+    ``policy_engine`` / ``rubric_engine`` replace the response / gold model built from the spec
+    for sampling responses / writing rubrics (tests);
     ``cancelled`` stops the unit between batches (raises Cancelled; a rerun resumes).
     """
     started = time.monotonic()
@@ -106,8 +118,20 @@ def run_annotate(
         if labelled
         else ([], 0, 0)
     )
+    rubrics, rubric_counts = (
+        write_rubrics(
+            experiment,
+            AppendLog(out_dir / RUBRICS_FILE),
+            [r for name in SPLIT_NAMES for r in getattr(splits, name)],
+            report,
+            rubric_engine,
+            cancelled,
+        )
+        if needs_gold_rubrics(experiment)
+        else (None, None)
+    )
     labels = _label(experiment, items, report, gold_address, annotator, cancelled)
-    outputs = _write_outputs(out_dir, splits, items, labels, labelled)
+    outputs = _write_outputs(out_dir, splits, items, labels, labelled, rubrics)
     valid, reasons, histogram, cached = count_labels(labels.values())
     summary = AnnotateSummary(
         outputs=outputs,
@@ -123,6 +147,7 @@ def run_annotate(
         dropped_rows=loaded.dropped_rows,
         seconds=time.monotonic() - started,
         gold_stamps=tuple(sorted({lb.stamp.config_hash for lb in labels.values() if lb.stamp})),
+        rubrics=None if rubric_counts is None else rubric_counts.to_json(),
     )
     write_text_atomic(out_dir / SUMMARY_FILE, dumps(summary.to_json()) + "\n")
     sys.stderr.write(summary.format() + "\n")
@@ -254,14 +279,19 @@ def _write_outputs(
     items: Sequence[Item],
     labels: dict[str, GoldLabel],
     labelled: bool,
+    rubrics: dict[str, PromptRubric] | None,
 ) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
     for name, records in splits.items():
         path = out_dir / f"{name}.jsonl"
         if name in SPLIT_NAMES[:2] and labelled:
-            rows = [_item_line(i, labels[i.id]) for i in items if i.split == name]
+            rows = [
+                _item_line(i, labels[i.id]) | rubric_fields(i.record.id, rubrics)
+                for i in items
+                if i.split == name
+            ]
         else:
-            rows = [_record_line(name, r) for r in records]
+            rows = [_record_line(name, r) | rubric_fields(r.id, rubrics) for r in records]
         write_jsonl_atomic(path, rows)
         outputs[name] = path
     return outputs

@@ -34,6 +34,7 @@ class EvalPrompt:
     id: str
     prompt: Prompt
     reference: str | None
+    rubric: str | None = None  # the gold judge's rubric (judges with gold rubrics)
 
     def conversation(self) -> list[ChatMessage]:
         if isinstance(self.prompt, str):
@@ -79,6 +80,7 @@ def _eval_prompt(line: str, where: str) -> EvalPrompt:
         str(data["id"]),
         _prompt(data["prompt"], where),
         None if reference is None else str(reference),
+        None if data.get("rubric") is None else str(data["rubric"]),
     )
 
 

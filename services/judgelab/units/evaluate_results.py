@@ -8,6 +8,9 @@
   is pointwise, so the outcome compares the two mean gold scores: win when end is more than
   ``TIE_MARGIN`` above start, loss when more than that below, else tie. A prompt without a valid
   gold score on either side is left out (counted in ``dropped``).
+  With ``evaluation.baseline_answers`` the other side is the file's answer to each prompt
+  (scored by gold once), the label ``baseline answers: FILE``, and the initial policy's own
+  outcomes against the file are kept under ``initial``, with the answers' gold scores.
 * ``evaluate/outputs/{arm}.jsonl``: the start and end answers with their gold scores.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,8 @@ GOLD = "gold"
 INITIAL = "initial"
 #: Source name of the starting policy's outputs: "_" is not allowed in arm names (DNS labels).
 INITIAL_SOURCE = "_initial"
+#: Source name of the baseline answers file's answers (``evaluation.baseline_answers``).
+BASELINE_SOURCE = "_baseline"
 TIE_MARGIN = 0.5
 PAIRWISE_JUDGE = "gold (pointwise scores compared)"
 BASELINE = "initial policy"
@@ -46,7 +52,7 @@ def sample_id(source: str, prompt: EvalPrompt, k: int) -> str:
 def samples_of(source: str, prompts: Sequence[EvalPrompt], outputs: PolicyOutputs) -> list[Sample]:
     """One judge sample per (prompt, answer) of ``source`` (INITIAL_SOURCE or an arm)."""
     return [
-        Sample(sample_id(source, prompt, k), prompt.prompt, text, prompt.reference)
+        Sample(sample_id(source, prompt, k), prompt.prompt, text, prompt.reference, prompt.rubric)
         for prompt, texts in zip(prompts, outputs.responses, strict=True)
         for k, text in enumerate(texts)
     ]
@@ -109,29 +115,37 @@ def cross_scores_doc(
     }
 
 
+@dataclass(frozen=True)
+class Against:
+    """What the pairwise outcomes compare each arm's end outputs with."""
+
+    source: str = INITIAL_SOURCE  # sample-id source of the baseline's answers
+    label: str = BASELINE
+    per_prompt: int | None = None  # answers per prompt; None: evaluation.samples_per_prompt
+
+
 def pairwise_doc(
     gold: Mapping[str, Verdict],
     sources: Mapping[str, str],
     prompts: Sequence[EvalPrompt],
     per_prompt: int,
     notes: Mapping[str, str],
+    against: Against | None = None,
 ) -> dict[str, Any]:
-    start = [mean(row) for row in source_values(gold, INITIAL_SOURCE, prompts, per_prompt)]
+    """Gold outcomes of each arm's end outputs vs ``against`` (default: the initial policy).
+    Against baseline answers, the initial policy's own outcomes are kept too (``initial``)."""
+    against = against if against is not None else Against()
+    base = _prompt_means(gold, against.source, prompts, against.per_prompt or per_prompt)
     arms: dict[str, list[str]] = {}
     prompt_ids: dict[str, list[str]] = {}
     dropped: dict[str, int] = {}
     for arm, source in sources.items():
-        end = [mean(row) for row in source_values(gold, source, prompts, per_prompt)]
-        kept = [
-            (p.id, outcome(s, e))
-            for p, s, e in zip(prompts, start, end, strict=True)
-            if s is not None and e is not None
-        ]
+        kept = _outcomes(base, _prompt_means(gold, source, prompts, per_prompt), prompts)
         arms[arm] = [o for _, o in kept]
         prompt_ids[arm] = [i for i, _ in kept]
         dropped[arm] = len(prompts) - len(kept)
-    return {
-        "baseline": BASELINE,
+    doc: dict[str, Any] = {
+        "baseline": against.label,
         "judge": PAIRWISE_JUDGE,
         "tie_margin": TIE_MARGIN,
         "arms": arms,
@@ -139,6 +153,39 @@ def pairwise_doc(
         "dropped": dropped,
         "notes": dict(notes),
     }
+    if against.source != INITIAL_SOURCE:
+        initial = _outcomes(base, _prompt_means(gold, INITIAL_SOURCE, prompts, per_prompt), prompts)
+        doc[INITIAL] = {
+            "outcomes": [o for _, o in initial],
+            "prompt_ids": [i for i, _ in initial],
+            "dropped": len(prompts) - len(initial),
+        }
+        doc["baseline_gold"] = dict(zip([p.id for p in prompts], base, strict=True))
+        doc["baseline_gold_mean"] = mean(base)
+    return doc
+
+
+def win_rate(outcomes: Sequence[str]) -> float | None:
+    """Mean credit of ``outcomes`` (win 1, tie ½, loss 0); None without any."""
+    credit = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    return sum(credit[o] for o in outcomes) / len(outcomes) if outcomes else None
+
+
+def _prompt_means(
+    gold: Mapping[str, Verdict], source: str, prompts: Sequence[EvalPrompt], per_prompt: int
+) -> list[float | None]:
+    return [mean(row) for row in source_values(gold, source, prompts, per_prompt)]
+
+
+def _outcomes(
+    base: Sequence[float | None], end: Sequence[float | None], prompts: Sequence[EvalPrompt]
+) -> list[tuple[str, str]]:
+    """(prompt id, outcome of end vs base) where both have a valid gold score."""
+    return [
+        (p.id, outcome(b, e))
+        for p, b, e in zip(prompts, base, end, strict=True)
+        if b is not None and e is not None
+    ]
 
 
 def output_rows(

@@ -132,6 +132,8 @@ def sample_to_proto(sample: Sample) -> common_pb2.Sample:
     )
     if sample.reference is not None:
         message.reference = sample.reference
+    if sample.rubric is not None:
+        message.rubric = sample.rubric
     return message
 
 

@@ -1,7 +1,8 @@
 """Gold-labelled rows written by the Annotate unit (RUN/annotate/judge_{train,eval}.jsonl).
 
 One JSON object per line (``units.annotate`` writes them): ``id``, ``prompt`` (text or chat
-turns), ``response``, optional ``reference``, ``gold_score`` (int or null), ``gold_reasoning``,
+turns), ``response``, optional ``reference`` and ``rubric`` (the gold judge's rubric for the
+prompt, when a judge uses gold rubrics), ``gold_score`` (int or null), ``gold_reasoning``,
 ``valid`` and ``invalid_reason``; ``score`` / ``reasoning`` are accepted for the gold fields.
 A line that is not an object, or lacks ``id``/``prompt``/``response``, is an error naming it.
 """
@@ -9,13 +10,13 @@ A line that is not an object, or lacks ``id``/``prompt``/``response``, is an err
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from judgelab.engines.base import ChatMessage
-from judgelab.judging import Sample
+from judgelab.judging import JudgeConfig, Sample
 from judgelab.judging.samples import Prompt
 
 JUDGE_TRAIN = "judge_train.jsonl"
@@ -35,6 +36,7 @@ class GoldRow:
     reasoning: str
     valid: bool
     invalid_reason: str | None = None
+    rubric: str | None = None
 
 
 def gold_split_path(run_dir: Path, split: str) -> Path:
@@ -54,7 +56,32 @@ def read_gold_rows(path: Path) -> list[GoldRow]:
 
 
 def sample_of(row: GoldRow) -> Sample:
-    return Sample(id=row.id, prompt=row.prompt, response=row.response, reference=row.reference)
+    return Sample(
+        id=row.id,
+        prompt=row.prompt,
+        response=row.response,
+        reference=row.reference,
+        rubric=row.rubric,
+    )
+
+
+class MissingRubrics(ValueError):
+    """A gold-rubric judge was given rows without the gold judge's rubric for their prompt."""
+
+
+def require_rubrics(config: JudgeConfig, rows: Sequence[GoldRow], where: str) -> None:
+    """Raise MissingRubrics naming the rows of ``where`` a gold-rubric judge cannot see a
+    rubric for (nothing to check for other judges)."""
+    if not config.gold_rubric:
+        return
+    missing = [row.id for row in rows if row.rubric is None or not row.rubric.strip()]
+    if missing:
+        raise MissingRubrics(
+            f"judge {config.name!r} is shown the gold judge's per-prompt rubric "
+            f"(rubric_source: gold) but {len(missing)} of {len(rows)} rows of {where} have "
+            f"none: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; rerun the "
+            "Annotate phase (it writes RUN/annotate/rubrics.jsonl and a rubric on every row)"
+        )
 
 
 def _row(data: Any, where: str) -> GoldRow:
@@ -68,6 +95,7 @@ def _row(data: Any, where: str) -> GoldRow:
         raise ValueError(f"{where}: score must be an integer or null, got {score!r}")
     valid = _first(data, "valid", "gold_valid")
     reference = data.get("reference")
+    rubric = data.get("rubric")
     return GoldRow(
         id=str(data["id"]),
         prompt=_prompt(data["prompt"], where),
@@ -77,6 +105,7 @@ def _row(data: Any, where: str) -> GoldRow:
         reasoning=str(_first(data, "gold_reasoning", "reasoning") or ""),
         valid=bool(score is not None if valid is None else valid),
         invalid_reason=_first(data, "invalid_reason", "gold_invalid_reason"),
+        rubric=str(rubric) if rubric is not None else None,
     )
 
 

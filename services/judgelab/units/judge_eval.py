@@ -23,7 +23,7 @@ from judgelab.atomic_files import write_text_atomic
 from judgelab.judging import Pair, PairwiseJudge, PointwiseJudge
 from judgelab.judging.agreement import pairwise_agreement, pointwise_agreement
 from judgelab.judging.samples import prompt_text
-from judgelab.units.gold_rows import GoldRow, sample_of
+from judgelab.units.gold_rows import GoldRow, require_rubrics, sample_of
 
 NAN = float("nan")
 JUDGES_JSON = "judges.json"
@@ -59,6 +59,7 @@ class JudgeEvaluation:
 def evaluate_judge(
     judge: PointwiseJudge | PairwiseJudge, rows: Sequence[GoldRow], trained: bool
 ) -> JudgeEvaluation:
+    require_rubrics(judge.config, rows, "the judge-eval split")
     if isinstance(judge, PairwiseJudge):
         return evaluate_pairwise(judge, rows, trained)
     return evaluate_pointwise(judge, rows, trained)
@@ -154,7 +155,9 @@ def gold_pairs(rows: Sequence[GoldRow]) -> tuple[list[Pair], list[int]]:
                     continue
                 a, b = (first, second) if len(pairs) % 2 == 0 else (second, first)
                 assert a.score is not None and b.score is not None
-                pairs.append(Pair(f"{a.id}|{b.id}", a.prompt, a.response, b.response, a.reference))
+                pairs.append(
+                    Pair(f"{a.id}|{b.id}", a.prompt, a.response, b.response, a.reference, a.rubric)
+                )
                 gold.append(1 if a.score > b.score else 0)
     return pairs, gold
 

@@ -30,7 +30,7 @@ from judgelab.engines.chat import render_prompt
 from judgelab.judging import JudgeConfig, PointwiseJudge
 from judgelab.judging.prompting import assistant_prefix
 from judgelab.spec.training import LoraSpec, SftSpec
-from judgelab.units.gold_rows import GoldRow, sample_of
+from judgelab.units.gold_rows import GoldRow, require_rubrics, sample_of
 from judgelab.units.progress import ProgressFn
 
 IGNORE = -100
@@ -78,6 +78,7 @@ def build_examples(
     judge: PointwiseJudge, tokenizer: Any, rows: Sequence[GoldRow], max_length: int
 ) -> SftExamples:
     """Training sequences for ``judge`` from gold rows (invalid rows skipped with a reason)."""
+    require_rubrics(judge.config, rows, "the judge-training split")
     built = SftExamples()
     for row in rows:
         reason = skip_reason(judge.config, row)
@@ -92,13 +93,14 @@ def build_examples(
     return built
 
 
-def skip_reason(config: JudgeConfig, row: GoldRow) -> str | None:
-    """Why a gold row cannot teach this judge, or None."""
+def skip_reason(config: JudgeConfig, row: GoldRow, *, check_scale: bool = True) -> str | None:
+    """Why a gold row cannot teach this judge, or None (``check_scale``: the gold score must be
+    one the judge can say; a pairwise judge only needs it to rank the row against another)."""
     if not row.valid:
         return f"gold_invalid:{row.invalid_reason or 'unknown'}"
     if row.score is None:
         return "gold_score_missing"
-    if row.score not in config.scale:
+    if check_scale and row.score not in config.scale:
         return "gold_score_off_scale"
     if config.reference_guided and not row.reference:
         return "reference_missing"

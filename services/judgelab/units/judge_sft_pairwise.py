@@ -26,7 +26,7 @@ from judgelab.judging import JudgeConfig, Pair, PairwiseJudge
 from judgelab.judging.pairwise import BOTH_ORDERS
 from judgelab.judging.parsing import PREFERENCE_PREFIX
 from judgelab.judging.results import Order
-from judgelab.units.gold_rows import GoldRow
+from judgelab.units.gold_rows import GoldRow, require_rubrics
 from judgelab.units.judge_eval import gold_pairs
 from judgelab.units.judge_sft import (
     SftExample,
@@ -35,6 +35,7 @@ from judgelab.units.judge_sft import (
     encode,
     eos_id,
     fit_example,
+    skip_reason,
     training_prefix,
 )
 
@@ -43,10 +44,11 @@ def build_pairwise_examples(
     judge: PairwiseJudge, tokenizer: Any, rows: Sequence[GoldRow], max_length: int
 ) -> SftExamples:
     """Both orders of every gold pair of ``rows`` (rows in no pair skipped with a reason)."""
+    require_rubrics(judge.config, rows, "the judge-training split")
     built = SftExamples()
     usable = []
     for row in rows:
-        reason = pair_skip_reason(judge.config, row)
+        reason = skip_reason(judge.config, row, check_scale=False)
         if reason is None:
             usable.append(row)
         else:
@@ -67,19 +69,6 @@ def build_pairwise_examples(
                 built.examples.append(example)
     built.skipped.extend((row.id, "no_gold_pair") for row in usable if row.id not in paired)
     return built
-
-
-def pair_skip_reason(config: JudgeConfig, row: GoldRow) -> str | None:
-    """Why a gold row cannot be in a pair for this judge, or None."""
-    if not row.valid:
-        return f"gold_invalid:{row.invalid_reason or 'unknown'}"
-    if row.score is None:
-        return "gold_score_missing"
-    if config.reference_guided and not row.reference:
-        return "reference_missing"
-    if config.reasoning and not row.reasoning.strip():
-        return "gold_reasoning_missing"
-    return None
 
 
 def _example(

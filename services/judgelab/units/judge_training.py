@@ -33,6 +33,7 @@ from judgelab.units.gold_rows import (
     GoldRow,
     gold_split_path,
     read_gold_rows,
+    require_rubrics,
 )
 from judgelab.units.judge_eval import JudgeEvaluation, update_judges_json, write_json_atomic
 from judgelab.units.judge_grpo_stage import evaluate_strict, json_number, run_grpo_stage
@@ -86,8 +87,11 @@ def run_train_judge(
     config = JudgeConfig.from_proxy_spec(spec)
     base = engine if engine is not None else _load_transformers(spec.model)
     eval_rows = read_gold_rows(gold_split_path(run_dir, JUDGE_EVAL))
-    untrained = evaluate_strict(base, config, eval_rows, trained=False)
     recipe = spec.training.recipe or "sft"
+    train_rows = [] if recipe == "none" else read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
+    require_rubrics(config, eval_rows, JUDGE_EVAL)  # before any model work
+    require_rubrics(config, train_rows, JUDGE_TRAIN)
+    untrained = evaluate_strict(base, config, eval_rows, trained=False)
     summary = JudgeTrainingSummary(
         judge=spec.name,
         recipe=recipe,
@@ -107,7 +111,6 @@ def run_train_judge(
         _write_training_json(run_dir, summary)
         update_judges_json(run_dir, [untrained.evaluation])
         return summary
-    train_rows = read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
     result, summary = _sft(experiment, spec, config, base, train_rows, summary, progress)
     model = result.model
     stage = None

@@ -31,6 +31,8 @@ class AnnotateSummary:
     dropped_rows: int = 0
     seconds: float = 0.0
     gold_stamps: tuple[str, ...] = field(default=())  # config hashes seen (one, normally)
+    #: Gold rubric counts (``units.rubrics.RubricCounts.to_json``); None: no judge uses them.
+    rubrics: Mapping[str, Any] | None = None
 
     @property
     def invalid(self) -> int:
@@ -64,7 +66,7 @@ class AnnotateSummary:
             ],
             "gold_config_hashes": list(self.gold_stamps),
             "seconds": round(self.seconds, 3),
-        }
+        } | ({} if self.rubrics is None else {"rubrics": dict(self.rubrics)})
 
     def format(self) -> str:
         """A few lines for a terminal: counts, invalid rate and a text histogram."""
@@ -76,6 +78,11 @@ class AnnotateSummary:
             f"invalid: {self.invalid}/{self.labelled} ({self.invalid_rate:.1%})"
             + "".join(f", {reason} {n}" for reason, n in sorted(self.invalid_reasons.items())),
         ]
+        if self.rubrics is not None:
+            lines.append(
+                f"gold rubrics: {self.rubrics['written']} written, {self.rubrics['reused']} "
+                f"reused, {self.rubrics['fallback']} unusable (generic criteria instead)"
+            )
         if self.dropped_rows:
             lines.append(f"dropped rows: {self.dropped_rows}")
             lines += [f"  - {problem.describe()}" for problem in self.dropped]

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18judgelab/v1/common.proto\x12\x0bjudgelab.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0b\x43hatMessage\x12\x1f\n\x04role\x18\x01 \x01(\x0e\x32\x11.judgelab.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xdc\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06prompt\x18\x02 \x03(\x0b\x32\x18.judgelab.v1.ChatMessage\x12\x10\n\x08response\x18\x03 \x01(\t\x12\x16\n\treference\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x33\n\x08metadata\x18\x05 \x03(\x0b\x32!.judgelab.v1.Sample.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_reference\"\xaa\x01\n\tJudgeSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08protocol\x18\x02 \x01(\x0e\x32\x15.judgelab.v1.Protocol\x12\x11\n\treasoning\x18\x03 \x01(\x08\x12\x18\n\x10reference_guided\x18\x04 \x01(\x08\x12\x11\n\tscale_min\x18\x05 \x01(\x05\x12\x11\n\tscale_max\x18\x06 \x01(\x05\x12\x13\n\x0btemplate_id\x18\x07 \x01(\t\"6\n\x10ScoreProbability\x12\r\n\x05value\x18\x01 \x01(\x05\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xf4\x02\n\x05Score\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\r\n\x05judge\x18\x02 \x01(\t\x12\x16\n\x0e\x65xpected_score\x18\x03 \x01(\x01\x12\x14\n\x0c\x61rgmax_score\x18\x04 \x01(\x05\x12\x33\n\x0c\x64istribution\x18\x05 \x03(\x0b\x32\x1d.judgelab.v1.ScoreProbability\x12\x12\n\nscore_mass\x18\x06 \x01(\x01\x12\x11\n\treasoning\x18\x07 \x01(\t\x12\r\n\x05valid\x18\x08 \x01(\x08\x12\x16\n\x0einvalid_reason\x18\t \x01(\t\x12\x13\n\x0btemplate_id\x18\n \x01(\t\x12\x15\n\rtemplate_hash\x18\x0b \x01(\t\x12\x19\n\x11judge_config_hash\x18\x0c \x01(\t\x12*\n\x07latency\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttokens_in\x18\x0e \x01(\x03\x12\x12\n\ntokens_out\x18\x0f \x01(\x03\"\x8f\x02\n\x13PairwiseOrderResult\x12%\n\x05order\x18\x01 \x01(\x0e\x32\x16.judgelab.v1.PairOrder\x12\x18\n\x10prob_a_preferred\x18\x02 \x01(\x01\x12*\n\tpreferred\x18\x03 \x01(\x0e\x32\x17.judgelab.v1.Preference\x12\x11\n\treasoning\x18\x04 \x01(\t\x12\r\n\x05valid\x18\x05 \x01(\x08\x12\x16\n\x0einvalid_reason\x18\x06 \x01(\t\x12*\n\x07latency\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttokens_in\x18\x08 \x01(\x03\x12\x12\n\ntokens_out\x18\t \x01(\x03\"\x86\x03\n\x0ePairwiseResult\x12\x0f\n\x07pair_id\x18\x01 \x01(\t\x12\r\n\x05judge\x18\x02 \x01(\t\x12\x18\n\x10prob_a_preferred\x18\x03 \x01(\x01\x12*\n\tpreferred\x18\x04 \x01(\x0e\x32\x17.judgelab.v1.Preference\x12\x30\n\x06orders\x18\x05 \x03(\x0b\x32 .judgelab.v1.PairwiseOrderResult\x12\x1b\n\x13position_consistent\x18\x06 \x01(\x08\x12\r\n\x05valid\x18\x07 \x01(\x08\x12\x16\n\x0einvalid_reason\x18\x08 \x01(\t\x12\x13\n\x0btemplate_id\x18\t \x01(\t\x12\x15\n\rtemplate_hash\x18\n \x01(\t\x12\x19\n\x11judge_config_hash\x18\x0b \x01(\t\x12*\n\x07latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttokens_in\x18\r \x01(\x03\x12\x12\n\ntokens_out\x18\x0e \x01(\x03\"\xb3\x01\n\rPolicyVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x13\n\x0bweights_uri\x18\x02 \x01(\t\x12*\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1a.judgelab.v1.WeightsFormat\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x0b\x45rrorDetail\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*S\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_POINTWISE\x10\x01\x12\x15\n\x11PROTOCOL_PAIRWISE\x10\x02*`\n\nPreference\x12\x1a\n\x16PREFERENCE_UNSPECIFIED\x10\x00\x12\x10\n\x0cPREFERENCE_A\x10\x01\x12\x10\n\x0cPREFERENCE_B\x10\x02\x12\x12\n\x0ePREFERENCE_TIE\x10\x03*M\n\tPairOrder\x12\x1a\n\x16PAIR_ORDER_UNSPECIFIED\x10\x00\x12\x11\n\rPAIR_ORDER_AB\x10\x01\x12\x11\n\rPAIR_ORDER_BA\x10\x02*i\n\rWeightsFormat\x12\x1e\n\x1aWEIGHTS_FORMAT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWEIGHTS_FORMAT_LORA_ADAPTER\x10\x01\x12\x17\n\x13WEIGHTS_FORMAT_FULL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18judgelab/v1/common.proto\x12\x0bjudgelab.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0b\x43hatMessage\x12\x1f\n\x04role\x18\x01 \x01(\x0e\x32\x11.judgelab.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xfc\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06prompt\x18\x02 \x03(\x0b\x32\x18.judgelab.v1.ChatMessage\x12\x10\n\x08response\x18\x03 \x01(\t\x12\x16\n\treference\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x33\n\x08metadata\x18\x05 \x03(\x0b\x32!.judgelab.v1.Sample.MetadataEntry\x12\x13\n\x06rubric\x18\x06 \x01(\tH\x01\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_referenceB\t\n\x07_rubric\"\xba\x01\n\tJudgeSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08protocol\x18\x02 \x01(\x0e\x32\x15.judgelab.v1.Protocol\x12\x11\n\treasoning\x18\x03 \x01(\x08\x12\x18\n\x10reference_guided\x18\x04 \x01(\x08\x12\x11\n\tscale_min\x18\x05 \x01(\x05\x12\x11\n\tscale_max\x18\x06 \x01(\x05\x12\x13\n\x0btemplate_id\x18\x07 \x01(\t\x12\x0e\n\x06rubric\x18\x08 \x01(\t\"6\n\x10ScoreProbability\x12\r\n\x05value\x18\x01 \x01(\x05\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xf4\x02\n\x05Score\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\r\n\x05judge\x18\x02 \x01(\t\x12\x16\n\x0e\x65xpected_score\x18\x03 \x01(\x01\x12\x14\n\x0c\x61rgmax_score\x18\x04 \x01(\x05\x12\x33\n\x0c\x64istribution\x18\x05 \x03(\x0b\x32\x1d.judgelab.v1.ScoreProbability\x12\x12\n\nscore_mass\x18\x06 \x01(\x01\x12\x11\n\treasoning\x18\x07 \x01(\t\x12\r\n\x05valid\x18\x08 \x01(\x08\x12\x16\n\x0einvalid_reason\x18\t \x01(\t\x12\x13\n\x0btemplate_id\x18\n \x01(\t\x12\x15\n\rtemplate_hash\x18\x0b \x01(\t\x12\x19\n\x11judge_config_hash\x18\x0c \x01(\t\x12*\n\x07latency\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttokens_in\x18\x0e \x01(\x03\x12\x12\n\ntokens_out\x18\x0f \x01(\x03\"\x8f\x02\n\x13PairwiseOrderResult\x12%\n\x05order\x18\x01 \x01(\x0e\x32\x16.judgelab.v1.PairOrder\x12\x18\n\x10prob_a_preferred\x18\x02 \x01(\x01\x12*\n\tpreferred\x18\x03 \x01(\x0e\x32\x17.judgelab.v1.Preference\x12\x11\n\treasoning\x18\x04 \x01(\t\x12\r\n\x05valid\x18\x05 \x01(\x08\x12\x16\n\x0einvalid_reason\x18\x06 \x01(\t\x12*\n\x07latency\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttokens_in\x18\x08 \x01(\x03\x12\x12\n\ntokens_out\x18\t \x01(\x03\"\x86\x03\n\x0ePairwiseResult\x12\x0f\n\x07pair_id\x18\x01 \x01(\t\x12\r\n\x05judge\x18\x02 \x01(\t\x12\x18\n\x10prob_a_preferred\x18\x03 \x01(\x01\x12*\n\tpreferred\x18\x04 \x01(\x0e\x32\x17.judgelab.v1.Preference\x12\x30\n\x06orders\x18\x05 \x03(\x0b\x32 .judgelab.v1.PairwiseOrderResult\x12\x1b\n\x13position_consistent\x18\x06 \x01(\x08\x12\r\n\x05valid\x18\x07 \x01(\x08\x12\x16\n\x0einvalid_reason\x18\x08 \x01(\t\x12\x13\n\x0btemplate_id\x18\t \x01(\t\x12\x15\n\rtemplate_hash\x18\n \x01(\t\x12\x19\n\x11judge_config_hash\x18\x0b \x01(\t\x12*\n\x07latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttokens_in\x18\r \x01(\x03\x12\x12\n\ntokens_out\x18\x0e \x01(\x03\"\xb3\x01\n\rPolicyVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x13\n\x0bweights_uri\x18\x02 \x01(\t\x12*\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1a.judgelab.v1.WeightsFormat\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x0b\x45rrorDetail\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*S\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_POINTWISE\x10\x01\x12\x15\n\x11PROTOCOL_PAIRWISE\x10\x02*`\n\nPreference\x12\x1a\n\x16PREFERENCE_UNSPECIFIED\x10\x00\x12\x10\n\x0cPREFERENCE_A\x10\x01\x12\x10\n\x0cPREFERENCE_B\x10\x02\x12\x12\n\x0ePREFERENCE_TIE\x10\x03*M\n\tPairOrder\x12\x1a\n\x16PAIR_ORDER_UNSPECIFIED\x10\x00\x12\x11\n\rPAIR_ORDER_AB\x10\x01\x12\x11\n\rPAIR_ORDER_BA\x10\x02*i\n\rWeightsFormat\x12\x1e\n\x1aWEIGHTS_FORMAT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWEIGHTS_FORMAT_LORA_ADAPTER\x10\x01\x12\x17\n\x13WEIGHTS_FORMAT_FULL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +36,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAMPLE_METADATAENTRY']._loaded_options = None
   _globals['_SAMPLE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=1910
-  _globals['_ROLE']._serialized_end=1990
-  _globals['_PROTOCOL']._serialized_start=1992
-  _globals['_PROTOCOL']._serialized_end=2075
-  _globals['_PREFERENCE']._serialized_start=2077
-  _globals['_PREFERENCE']._serialized_end=2173
-  _globals['_PAIRORDER']._serialized_start=2175
-  _globals['_PAIRORDER']._serialized_end=2252
-  _globals['_WEIGHTSFORMAT']._serialized_start=2254
-  _globals['_WEIGHTSFORMAT']._serialized_end=2359
+  _globals['_ROLE']._serialized_start=1958
+  _globals['_ROLE']._serialized_end=2038
+  _globals['_PROTOCOL']._serialized_start=2040
+  _globals['_PROTOCOL']._serialized_end=2123
+  _globals['_PREFERENCE']._serialized_start=2125
+  _globals['_PREFERENCE']._serialized_end=2221
+  _globals['_PAIRORDER']._serialized_start=2223
+  _globals['_PAIRORDER']._serialized_end=2300
+  _globals['_WEIGHTSFORMAT']._serialized_start=2302
+  _globals['_WEIGHTSFORMAT']._serialized_end=2407
   _globals['_CHATMESSAGE']._serialized_start=106
   _globals['_CHATMESSAGE']._serialized_end=169
   _globals['_SAMPLE']._serialized_start=172
-  _globals['_SAMPLE']._serialized_end=392
-  _globals['_SAMPLE_METADATAENTRY']._serialized_start=331
-  _globals['_SAMPLE_METADATAENTRY']._serialized_end=378
-  _globals['_JUDGESPEC']._serialized_start=395
-  _globals['_JUDGESPEC']._serialized_end=565
-  _globals['_SCOREPROBABILITY']._serialized_start=567
-  _globals['_SCOREPROBABILITY']._serialized_end=621
-  _globals['_SCORE']._serialized_start=624
-  _globals['_SCORE']._serialized_end=996
-  _globals['_PAIRWISEORDERRESULT']._serialized_start=999
-  _globals['_PAIRWISEORDERRESULT']._serialized_end=1270
-  _globals['_PAIRWISERESULT']._serialized_start=1273
-  _globals['_PAIRWISERESULT']._serialized_end=1663
-  _globals['_POLICYVERSION']._serialized_start=1666
-  _globals['_POLICYVERSION']._serialized_end=1845
-  _globals['_ERRORDETAIL']._serialized_start=1847
-  _globals['_ERRORDETAIL']._serialized_end=1908
+  _globals['_SAMPLE']._serialized_end=424
+  _globals['_SAMPLE_METADATAENTRY']._serialized_start=352
+  _globals['_SAMPLE_METADATAENTRY']._serialized_end=399
+  _globals['_JUDGESPEC']._serialized_start=427
+  _globals['_JUDGESPEC']._serialized_end=613
+  _globals['_SCOREPROBABILITY']._serialized_start=615
+  _globals['_SCOREPROBABILITY']._serialized_end=669
+  _globals['_SCORE']._serialized_start=672
+  _globals['_SCORE']._serialized_end=1044
+  _globals['_PAIRWISEORDERRESULT']._serialized_start=1047
+  _globals['_PAIRWISEORDERRESULT']._serialized_end=1318
+  _globals['_PAIRWISERESULT']._serialized_start=1321
+  _globals['_PAIRWISERESULT']._serialized_end=1711
+  _globals['_POLICYVERSION']._serialized_start=1714
+  _globals['_POLICYVERSION']._serialized_end=1893
+  _globals['_ERRORDETAIL']._serialized_start=1895
+  _globals['_ERRORDETAIL']._serialized_end=1956
 # @@protoc_insertion_point(module_scope)

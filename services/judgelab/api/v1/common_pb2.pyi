@@ -70,7 +70,7 @@ class ChatMessage(_message.Message):
     def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ...) -> None: ...
 
 class Sample(_message.Message):
-    __slots__ = ("id", "prompt", "response", "reference", "metadata")
+    __slots__ = ("id", "prompt", "response", "reference", "metadata", "rubric")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,15 +83,17 @@ class Sample(_message.Message):
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUBRIC_FIELD_NUMBER: _ClassVar[int]
     id: str
     prompt: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     response: str
     reference: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., response: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    rubric: str
+    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., response: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., rubric: _Optional[str] = ...) -> None: ...
 
 class JudgeSpec(_message.Message):
-    __slots__ = ("name", "protocol", "reasoning", "reference_guided", "scale_min", "scale_max", "template_id")
+    __slots__ = ("name", "protocol", "reasoning", "reference_guided", "scale_min", "scale_max", "template_id", "rubric")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,7 @@ class JudgeSpec(_message.Message):
     SCALE_MIN_FIELD_NUMBER: _ClassVar[int]
     SCALE_MAX_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    RUBRIC_FIELD_NUMBER: _ClassVar[int]
     name: str
     protocol: Protocol
     reasoning: bool
@@ -106,7 +109,8 @@ class JudgeSpec(_message.Message):
     scale_min: int
     scale_max: int
     template_id: str
-    def __init__(self, name: _Optional[str] = ..., protocol: _Optional[_Union[Protocol, str]] = ..., reasoning: _Optional[bool] = ..., reference_guided: _Optional[bool] = ..., scale_min: _Optional[int] = ..., scale_max: _Optional[int] = ..., template_id: _Optional[str] = ...) -> None: ...
+    rubric: str
+    def __init__(self, name: _Optional[str] = ..., protocol: _Optional[_Union[Protocol, str]] = ..., reasoning: _Optional[bool] = ..., reference_guided: _Optional[bool] = ..., scale_min: _Optional[int] = ..., scale_max: _Optional[int] = ..., template_id: _Optional[str] = ..., rubric: _Optional[str] = ...) -> None: ...
 
 class ScoreProbability(_message.Message):
     __slots__ = ("value", "probability")

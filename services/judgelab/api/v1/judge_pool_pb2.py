@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from judgelab.api.v1 import common_pb2 as judgelab_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cjudgelab/v1/judge_pool.proto\x12\x0bjudgelab.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x18judgelab/v1/common.proto\"W\n\x0cScoreRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12$\n\x07samples\x18\x02 \x03(\x0b\x32\x13.judgelab.v1.Sample\x12\x12\n\nexperiment\x18\x03 \x01(\t\"3\n\rScoreResponse\x12\"\n\x06scores\x18\x01 \x03(\x0b\x32\x12.judgelab.v1.Score\"\xee\x01\n\x04Pair\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06prompt\x18\x02 \x03(\x0b\x32\x18.judgelab.v1.ChatMessage\x12\x12\n\nresponse_a\x18\x03 \x01(\t\x12\x12\n\nresponse_b\x18\x04 \x01(\t\x12\x16\n\treference\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x31\n\x08metadata\x18\x06 \x03(\x0b\x32\x1f.judgelab.v1.Pair.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_reference\"p\n\x14ScorePairwiseRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12 \n\x05pairs\x18\x02 \x03(\x0b\x32\x11.judgelab.v1.Pair\x12\x13\n\x0b\x62oth_orders\x18\x03 \x01(\x08\x12\x12\n\nexperiment\x18\x04 \x01(\t\"E\n\x15ScorePairwiseResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.judgelab.v1.PairwiseResult\"\x13\n\x11ListJudgesRequest\"\x9d\x01\n\nJudgeStats\x12\x14\n\x0cjudged_total\x18\x01 \x01(\x03\x12\x15\n\rinvalid_total\x18\x02 \x01(\x03\x12\x17\n\x0ftokens_in_total\x18\x03 \x01(\x03\x12\x18\n\x10tokens_out_total\x18\x04 \x01(\x03\x12/\n\x0cmean_latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"w\n\tJudgeInfo\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.judgelab.v1.JudgeSpec\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12&\n\x05stats\x18\x04 \x01(\x0b\x32\x17.judgelab.v1.JudgeStats\"<\n\x12ListJudgesResponse\x12&\n\x06judges\x18\x01 \x03(\x0b\x32\x16.judgelab.v1.JudgeInfo2\xf2\x01\n\tJudgePool\x12>\n\x05Score\x12\x19.judgelab.v1.ScoreRequest\x1a\x1a.judgelab.v1.ScoreResponse\x12V\n\rScorePairwise\x12!.judgelab.v1.ScorePairwiseRequest\x1a\".judgelab.v1.ScorePairwiseResponse\x12M\n\nListJudges\x12\x1e.judgelab.v1.ListJudgesRequest\x1a\x1f.judgelab.v1.ListJudgesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cjudgelab/v1/judge_pool.proto\x12\x0bjudgelab.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x18judgelab/v1/common.proto\"W\n\x0cScoreRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12$\n\x07samples\x18\x02 \x03(\x0b\x32\x13.judgelab.v1.Sample\x12\x12\n\nexperiment\x18\x03 \x01(\t\"3\n\rScoreResponse\x12\"\n\x06scores\x18\x01 \x03(\x0b\x32\x12.judgelab.v1.Score\"\x8e\x02\n\x04Pair\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06prompt\x18\x02 \x03(\x0b\x32\x18.judgelab.v1.ChatMessage\x12\x12\n\nresponse_a\x18\x03 \x01(\t\x12\x12\n\nresponse_b\x18\x04 \x01(\t\x12\x16\n\treference\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x31\n\x08metadata\x18\x06 \x03(\x0b\x32\x1f.judgelab.v1.Pair.MetadataEntry\x12\x13\n\x06rubric\x18\x07 \x01(\tH\x01\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_referenceB\t\n\x07_rubric\"p\n\x14ScorePairwiseRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12 \n\x05pairs\x18\x02 \x03(\x0b\x32\x11.judgelab.v1.Pair\x12\x13\n\x0b\x62oth_orders\x18\x03 \x01(\x08\x12\x12\n\nexperiment\x18\x04 \x01(\t\"E\n\x15ScorePairwiseResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.judgelab.v1.PairwiseResult\"\x13\n\x11ListJudgesRequest\"\x9d\x01\n\nJudgeStats\x12\x14\n\x0cjudged_total\x18\x01 \x01(\x03\x12\x15\n\rinvalid_total\x18\x02 \x01(\x03\x12\x17\n\x0ftokens_in_total\x18\x03 \x01(\x03\x12\x18\n\x10tokens_out_total\x18\x04 \x01(\x03\x12/\n\x0cmean_latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"w\n\tJudgeInfo\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.judgelab.v1.JudgeSpec\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12&\n\x05stats\x18\x04 \x01(\x0b\x32\x17.judgelab.v1.JudgeStats\"<\n\x12ListJudgesResponse\x12&\n\x06judges\x18\x01 \x03(\x0b\x32\x16.judgelab.v1.JudgeInfo2\xf2\x01\n\tJudgePool\x12>\n\x05Score\x12\x19.judgelab.v1.ScoreRequest\x1a\x1a.judgelab.v1.ScoreResponse\x12V\n\rScorePairwise\x12!.judgelab.v1.ScorePairwiseRequest\x1a\".judgelab.v1.ScorePairwiseResponse\x12M\n\nListJudges\x12\x1e.judgelab.v1.ListJudgesRequest\x1a\x1f.judgelab.v1.ListJudgesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,21 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCORERESPONSE']._serialized_start=192
   _globals['_SCORERESPONSE']._serialized_end=243
   _globals['_PAIR']._serialized_start=246
-  _globals['_PAIR']._serialized_end=484
-  _globals['_PAIR_METADATAENTRY']._serialized_start=423
-  _globals['_PAIR_METADATAENTRY']._serialized_end=470
-  _globals['_SCOREPAIRWISEREQUEST']._serialized_start=486
-  _globals['_SCOREPAIRWISEREQUEST']._serialized_end=598
-  _globals['_SCOREPAIRWISERESPONSE']._serialized_start=600
-  _globals['_SCOREPAIRWISERESPONSE']._serialized_end=669
-  _globals['_LISTJUDGESREQUEST']._serialized_start=671
-  _globals['_LISTJUDGESREQUEST']._serialized_end=690
-  _globals['_JUDGESTATS']._serialized_start=693
-  _globals['_JUDGESTATS']._serialized_end=850
-  _globals['_JUDGEINFO']._serialized_start=852
-  _globals['_JUDGEINFO']._serialized_end=971
-  _globals['_LISTJUDGESRESPONSE']._serialized_start=973
-  _globals['_LISTJUDGESRESPONSE']._serialized_end=1033
-  _globals['_JUDGEPOOL']._serialized_start=1036
-  _globals['_JUDGEPOOL']._serialized_end=1278
+  _globals['_PAIR']._serialized_end=516
+  _globals['_PAIR_METADATAENTRY']._serialized_start=444
+  _globals['_PAIR_METADATAENTRY']._serialized_end=491
+  _globals['_SCOREPAIRWISEREQUEST']._serialized_start=518
+  _globals['_SCOREPAIRWISEREQUEST']._serialized_end=630
+  _globals['_SCOREPAIRWISERESPONSE']._serialized_start=632
+  _globals['_SCOREPAIRWISERESPONSE']._serialized_end=701
+  _globals['_LISTJUDGESREQUEST']._serialized_start=703
+  _globals['_LISTJUDGESREQUEST']._serialized_end=722
+  _globals['_JUDGESTATS']._serialized_start=725
+  _globals['_JUDGESTATS']._serialized_end=882
+  _globals['_JUDGEINFO']._serialized_start=884
+  _globals['_JUDGEINFO']._serialized_end=1003
+  _globals['_LISTJUDGESRESPONSE']._serialized_start=1005
+  _globals['_LISTJUDGESRESPONSE']._serialized_end=1065
+  _globals['_JUDGEPOOL']._serialized_start=1068
+  _globals['_JUDGEPOOL']._serialized_end=1310
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class ScoreResponse(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[_common_pb2.Score, _Mapping]]] = ...) -> None: ...
 
 class Pair(_message.Message):
-    __slots__ = ("id", "prompt", "response_a", "response_b", "reference", "metadata")
+    __slots__ = ("id", "prompt", "response_a", "response_b", "reference", "metadata", "rubric")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,13 +42,15 @@ class Pair(_message.Message):
     RESPONSE_B_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUBRIC_FIELD_NUMBER: _ClassVar[int]
     id: str
     prompt: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     response_a: str
     response_b: str
     reference: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., response_a: _Optional[str] = ..., response_b: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    rubric: str
+    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., response_a: _Optional[str] = ..., response_b: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., rubric: _Optional[str] = ...) -> None: ...
 
 class ScorePairwiseRequest(_message.Message):
     __slots__ = ("judge", "pairs", "both_orders", "experiment")
