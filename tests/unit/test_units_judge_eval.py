@@ -117,3 +117,12 @@ def test_judges_json_replaces_only_the_same_entries(tmp_path: Path) -> None:
         "spearman", "accuracy", "position_consistency", "invalid_rate", "mean_reasoning_tokens",
         "judgements_per_s", "examples",
     }  # fmt: skip
+
+
+def test_evaluation_reports_progress_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("judgelab.units.judge_eval.CHUNK", 4)
+    judge = PointwiseJudge(ConstantEngine(answer="7", probability=1.0), JudgeConfig("c", "m"))
+    seen: list[tuple[int, int, str]] = []
+    evaluate_judge(judge, rows(), trained=True, progress=lambda *r: seen.append(r))
+    assert [(done, total) for done, total, _ in seen] == [(0, 6), (4, 6), (6, 6)]
+    assert seen[-1][2] == "eval (trained judge) 6/6 judgements"

@@ -24,6 +24,7 @@ from judgelab.judging import Pair, PairwiseJudge, PointwiseJudge
 from judgelab.judging.agreement import pairwise_agreement, pointwise_agreement
 from judgelab.judging.samples import prompt_text
 from judgelab.units.gold_rows import GoldRow, require_rubrics, sample_of
+from judgelab.units.progress import ProgressFn
 
 NAN = float("nan")
 JUDGES_JSON = "judges.json"
@@ -57,24 +58,39 @@ class JudgeEvaluation:
 
 
 def evaluate_judge(
-    judge: PointwiseJudge | PairwiseJudge, rows: Sequence[GoldRow], trained: bool
+    judge: PointwiseJudge | PairwiseJudge,
+    rows: Sequence[GoldRow],
+    trained: bool,
+    progress: ProgressFn | None = None,
 ) -> JudgeEvaluation:
+    """Agreement with gold; ``progress`` gets ``(judged, total, "eval ...")`` after each chunk."""
     require_rubrics(judge.config, rows, "the judge-eval split")
     if isinstance(judge, PairwiseJudge):
-        return evaluate_pairwise(judge, rows, trained)
-    return evaluate_pointwise(judge, rows, trained)
+        return evaluate_pairwise(judge, rows, trained, progress)
+    return evaluate_pointwise(judge, rows, trained, progress)
+
+
+def _report(progress: ProgressFn | None, done: int, total: int, trained: bool) -> None:
+    if progress is not None:
+        which = "trained" if trained else "untrained"
+        progress(done, total, f"eval ({which} judge) {done}/{total} judgements")
 
 
 def evaluate_pointwise(
-    judge: PointwiseJudge, rows: Sequence[GoldRow], trained: bool
+    judge: PointwiseJudge,
+    rows: Sequence[GoldRow],
+    trained: bool,
+    progress: ProgressFn | None = None,
 ) -> JudgeEvaluation:
     scale = judge.config.scale
     labelled = [r for r in rows if r.valid and r.score is not None and r.score in scale]
     started = time.perf_counter()
     judgements = []
+    _report(progress, 0, len(labelled), trained)
     for start in range(0, len(labelled), CHUNK):
         chunk = labelled[start : start + CHUNK]
         judgements.extend(judge.judge([sample_of(row) for row in chunk]))
+        _report(progress, len(judgements), len(labelled), trained)
     seconds = time.perf_counter() - started
     scores = [min(max(j.expected, scale.min), scale.max) if j.valid else None for j in judgements]
     agreement = pointwise_agreement(
@@ -102,7 +118,10 @@ def evaluate_pointwise(
 
 
 def evaluate_pairwise(
-    judge: PairwiseJudge, rows: Sequence[GoldRow], trained: bool
+    judge: PairwiseJudge,
+    rows: Sequence[GoldRow],
+    trained: bool,
+    progress: ProgressFn | None = None,
 ) -> JudgeEvaluation:
     pairs, gold = gold_pairs(rows)
     base = JudgeEvaluation(
@@ -116,8 +135,10 @@ def evaluate_pairwise(
         return JudgeEvaluation(**{**asdict(base), "undefined": {"pairs": reason}})
     started = time.perf_counter()
     judgements = []
+    _report(progress, 0, len(pairs), trained)
     for start in range(0, len(pairs), CHUNK):
         judgements.extend(judge.judge(pairs[start : start + CHUNK], both_orders=True))
+        _report(progress, len(judgements), len(pairs), trained)
     seconds = time.perf_counter() - started
     agreement = pairwise_agreement(
         [j.p_a_preferred if j.valid else None for j in judgements],

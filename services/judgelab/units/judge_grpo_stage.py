@@ -91,7 +91,8 @@ def run_grpo_stage(
     """GRPO on ``sft_model`` (rows: judge_train, judge_eval); the SFT judge is evaluated first."""
     train_rows, eval_rows = rows
     started = time.perf_counter()
-    after_sft = evaluate_strict(merged_engine(copy.deepcopy(sft_model), base), config, eval_rows)
+    sft_engine = merged_engine(copy.deepcopy(sft_model), base)
+    after_sft = evaluate_strict(sft_engine, config, eval_rows, progress=progress)
     eval_s = time.perf_counter() - started
     prompter = _judge(base, config)
     limit = rollout_limit(base, config)
@@ -140,13 +141,18 @@ def rollout_limit(engine: Engine, config: JudgeConfig) -> int:
 
 
 def evaluate_strict(
-    engine: Engine, config: JudgeConfig, rows: Sequence[GoldRow], trained: bool = True
+    engine: Engine,
+    config: JudgeConfig,
+    rows: Sequence[GoldRow],
+    trained: bool = True,
+    progress: ProgressFn | None = None,
 ) -> StrictEvaluation:
     """``evaluate_judge`` of the judge on ``engine``, counting the verdicts forcing supplied."""
     if config.protocol == "pairwise":
-        return StrictEvaluation(evaluate_judge(PairwiseJudge(engine, config), rows, trained), 0.0)
+        pairwise = PairwiseJudge(engine, config)
+        return StrictEvaluation(evaluate_judge(pairwise, rows, trained, progress), 0.0)
     judge = _ForcedCounter(engine, config)
-    evaluation = evaluate_judge(judge, rows, trained)
+    evaluation = evaluate_judge(judge, rows, trained, progress)
     return StrictEvaluation(evaluation, judge.forced / max(evaluation.examples, 1))
 
 

@@ -91,7 +91,7 @@ def run_train_judge(
     train_rows = [] if recipe == "none" else read_gold_rows(gold_split_path(run_dir, JUDGE_TRAIN))
     require_rubrics(config, eval_rows, JUDGE_EVAL)  # before any model work
     require_rubrics(config, train_rows, JUDGE_TRAIN)
-    untrained = evaluate_strict(base, config, eval_rows, trained=False)
+    untrained = evaluate_strict(base, config, eval_rows, trained=False, progress=progress)
     summary = JudgeTrainingSummary(
         judge=spec.name,
         recipe=recipe,
@@ -122,7 +122,7 @@ def run_train_judge(
     lora = spec.training.lora.enabled
     target = adapter_dir(run_dir, spec.name) if lora else judge_dir(run_dir, spec.name) / "model"
     saved = _save_atomic(model, base.tokenizer, target, lora)
-    trained = evaluate_strict(merged_engine(model, base), config, eval_rows)
+    trained = evaluate_strict(merged_engine(model, base), config, eval_rows, progress=progress)
     strict = {**summary.strict_invalid_rate, "trained": trained.strict_invalid_rate}
     grpo: str | dict[str, Any] = GRPO_NOT_RUN
     if stage is not None:
