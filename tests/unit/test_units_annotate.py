@@ -3,6 +3,7 @@ outputs per split, resume without resampling, invalid gold kept, gRPC and in-pro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from judgelab.spec import Experiment, validate_mapping
 from judgelab.units import annotate as annotate_module
 from judgelab.units.annotate import Cancelled, run_annotate
 from judgelab.units.data import DataError
+from judgelab.units.gold import GoldLabel
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
 SPLITS = {"judge_train": 4, "judge_eval": 2, "policy_train": 2, "policy_eval": 1}
@@ -321,3 +323,29 @@ def test_without_address_or_annotator_the_gold_judge_runs_in_process(
     monkeypatch.setattr(annotate_module, "_build_engine", lambda model: gold_engine)
     summary = run_annotate(experiment(), tmp_path, policy_engine=CountingPolicy(), progress=quiet)
     assert summary.histogram == {3: 6} and gold_engine.calls >= 1
+
+
+# A real gold judgement from the quickstart: "9" is most likely, yet gold is unsure.
+UNSURE = ((0, 0.189), (1, 0.148), (2, 0.042), (3, 0.070), (4, 0.038), (5, 0.092), (6, 0.038),
+          (7, 0.051), (8, 0.091), (9, 0.241))  # fmt: skip
+
+
+def test_the_gold_label_is_its_rounded_expected_score_or_its_argmax() -> None:
+    expected = sum(score * p for score, p in UNSURE)
+    label = GoldLabel("s", 9, expected, UNSURE, "", True, None, None)
+    assert label.argmax == 9 and round(expected, 2) == 4.54
+    assert label.labelled("expected", 0, 9).score == 5
+    assert label.labelled("argmax", 0, 9).score == 9
+    assert dataclasses.replace(label, expected=4.5).labelled("expected", 0, 9).score == 5
+    assert dataclasses.replace(label, expected=9.4).labelled("expected", 0, 8).score == 8
+    refused = GoldLabel.refused("s", "empty_response", "")
+    assert refused.labelled("expected", 0, 9) == refused and refused.argmax is None
+
+
+def test_rows_keep_the_argmax_beside_the_label(
+    tmp_path: Path, tiny_engine: TransformersEngine, core: GoldAnnotatorCore
+) -> None:
+    run_annotate(experiment(), tmp_path, annotator=core, policy_engine=tiny_engine, progress=quiet)
+    for line in lines(tmp_path, "judge_train"):
+        assert line["gold_argmax"] == 7
+        assert line["gold_score"] == int(line["gold_expected"] + 0.5)

@@ -14,6 +14,7 @@ ReasoningEffort = Literal["low", "medium", "high"]
 Protocol = Literal["pointwise", "pairwise"]
 Recipe = Literal["none", "sft", "sft+grpo"]
 RubricSource = Literal["fixed", "gold"]
+GoldLabelRule = Literal["expected", "argmax"]
 
 TEMPLATE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -70,6 +71,13 @@ class GoldJudgeSpec(StrictModel):
         default=True,
         description="Keep gold labels in the durable cache keyed by (judge config, prompt, "
         "response), so nothing is paid for twice.",
+    )
+    label: GoldLabelRule = Field(
+        default="expected",
+        description="The integer label judges learn from and are measured against: `expected` "
+        "rounds the gold judge's expected score (the score the policy's gold reward uses); "
+        "`argmax` takes its most likely score. They differ when gold is unsure (a flat "
+        "distribution), where the argmax is mostly noise.",
     )
 
     @model_validator(mode="after")

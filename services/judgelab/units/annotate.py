@@ -131,6 +131,8 @@ def run_annotate(
         else (None, None)
     )
     labels = _label(experiment, items, report, gold_address, annotator, cancelled)
+    gold = experiment.spec.gold
+    labels = {k: v.labelled(gold.label, gold.scale.min, gold.scale.max) for k, v in labels.items()}
     outputs = _write_outputs(out_dir, splits, items, labels, labelled, rubrics)
     valid, reasons, histogram, cached = count_labels(labels.values())
     summary = AnnotateSummary(
@@ -322,6 +324,7 @@ def _item_line(item: Item, label: GoldLabel) -> dict[str, Any]:
         "label": item.record.label,
         "gold_score": label.score,
         "gold_expected": label.expected,
+        "gold_argmax": label.argmax,
         "gold_distribution": [[value, p] for value, p in label.distribution],
         "gold_reasoning": label.reasoning,
         "valid": label.valid,

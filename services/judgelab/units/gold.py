@@ -11,6 +11,8 @@ label (``too_long``), not a failed unit; any other refusal is a bug and raises.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +34,7 @@ class GoldLabel:
     """One gold judgement as the Annotate outputs keep it."""
 
     sample_id: str
-    score: int | None  # the gold judge's score (argmax of its distribution); None if invalid
+    score: int | None  # the label (spec.gold.label: rounded expected or argmax); None if invalid
     expected: float | None
     distribution: tuple[tuple[int, float], ...]
     reasoning: str
@@ -57,6 +59,21 @@ class GoldLabel:
             cached=cached,
             detail=judgement.detail,
         )
+
+    def labelled(self, rule: str, scale_min: int, scale_max: int) -> GoldLabel:
+        """This label with ``score`` by ``rule``: ``expected`` (rounded half up, on the scale)
+        or ``argmax`` (as judged)."""
+        if rule == "argmax" or self.expected is None:
+            return self
+        rounded = min(max(math.floor(self.expected + 0.5), scale_min), scale_max)
+        return dataclasses.replace(self, score=rounded)
+
+    @property
+    def argmax(self) -> int | None:
+        """The most likely score of the gold distribution (None when invalid or unknown)."""
+        if not self.valid or not self.distribution:
+            return None
+        return max(self.distribution, key=lambda pair: pair[1])[0]
 
     @classmethod
     def refused(cls, sample_id: str, reason: str, detail: str) -> GoldLabel:
