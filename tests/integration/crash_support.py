@@ -113,6 +113,11 @@ class Service:
         text = log.read_text(errors="replace") if log.is_file() else ""
         return "consuming jl:" in text or "left pending by a previous life" in text
 
+    def saw_outage(self) -> bool:
+        """This life has logged that Redis is unreachable."""
+        log = self.log_dir / f"{self.name}.{self.life}.log"
+        return log.is_file() and "unreachable during" in log.read_text(errors="replace")
+
     def logs(self) -> str:
         return "".join(
             f"--- {p.name} ---\n{p.read_text(errors='replace')[-3000:]}\n"

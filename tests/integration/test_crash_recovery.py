@@ -49,6 +49,7 @@ pytestmark = pytest.mark.slow
 
 STEPS = 6
 REDIS_DOWN_S = 5.0  # well past redis-py's own retries (~2 s): the services must wait for it
+OUTAGE_MAX_S = 60.0
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ class CrashSchedule:
         self.busy_at = self.since = None
         if name == "redis":
             self.server.kill()
-            time.sleep(REDIS_DOWN_S)
+            self.wait_until_every_service_saw_the_outage()
             self.server.start()
             always(self.server)
         elif self.pipeline.services[name].exited() is None:
@@ -118,6 +119,17 @@ class CrashSchedule:
         else:  # the learner finished meanwhile
             held = -1
         self.killed.append((name, progress, held))
+
+    def wait_until_every_service_saw_the_outage(self) -> None:
+        """At least REDIS_DOWN_S, and until each running life has met the outage: a learner busy
+        training (slow on a loaded machine) touches Redis only when it acknowledges."""
+        began = time.monotonic()
+        while time.monotonic() - began < REDIS_DOWN_S or not all(
+            s.saw_outage() for s in self.pipeline.services.values() if s.exited() is None
+        ):
+            if time.monotonic() - began > OUTAGE_MAX_S:
+                return  # the assertions on the logs say which service never noticed
+            time.sleep(0.1)
 
 
 def replay_learner(experiment: Path, redis_url: str) -> None:

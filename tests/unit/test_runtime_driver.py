@@ -215,7 +215,7 @@ def test_resume_refuses_a_change_to_what_a_started_stage_read(tmp_path: Path) ->
     with pytest.raises(Interrupted):
         first.run()
     first.interrupted()
-    changed = _changed(tmp_path, lambda spec: spec["gold"].update(max_tokens=64))
+    changed = _changed(tmp_path, lambda spec: spec["gold"].update(max_tokens=96))
     with pytest.raises(SpecChangeRefused) as refused:
         resume(run_dir, changed)
     assert "spec.gold.max_tokens is an input of Annotating, which has started" in str(refused.value)
