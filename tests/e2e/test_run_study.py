@@ -104,6 +104,9 @@ def test_a_small_study_runs_end_to_end_and_reports_finite_numbers(tmp_path: Path
     assert [s["step"] for s in steps] == [0, 1, 2]
     assert all(s["eval"]["gold_reward_mean"] is not None for s in steps), steps
     assert "plain" in report and list((run_dir / "report").glob("*.png"))
+    # Evaluate answered with each arm's last published policy, not the initial one.
+    cross = json.loads((run_dir / "evaluate" / "cross_scores.json").read_text())
+    assert cross["policy_versions"] == {"plain": 2}, cross["policy_versions"]
 
     log_lines = (run_dir / "phase-log.jsonl").read_text().count("\n")
     again = judgelab("run", "--resume", str(run_dir), cwd=tmp_path)

@@ -20,7 +20,7 @@ from judgelab.annotator.core import GoldAnnotatorCore
 from judgelab.annotator.server import start_gold_annotator_server
 from judgelab.engines.base import Conversation, Generation, SamplingParams
 from judgelab.engines.constant import ConstantEngine
-from judgelab.engines.policy_store import policy_root, publish_policy_version
+from judgelab.engines.policy_store import publish_policy_version, run_policy_root
 from judgelab.engines.tiny import tiny_engine
 from judgelab.evaluation.report import build_report
 from judgelab.evaluation.report.evaluate import CrossScores, PairwiseFile, load_outputs
@@ -121,7 +121,7 @@ def publish(run_dir: Path, arm: str, versions: Sequence[int]) -> None:
     base = tiny_engine(seed=0).model
     for version in versions:
         adapted = lora_model(base, seed=10 + version)
-        publish_policy_version(policy_root(run_dir, "quickstart", arm), version, adapted)
+        publish_policy_version(run_policy_root(run_dir, arm), version, adapted)
 
 
 def judge_evaluations(run_dir: Path) -> None:

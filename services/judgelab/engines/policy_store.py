@@ -68,8 +68,14 @@ class PublishedPolicy:
 
 
 def policy_root(run_dir: str | Path, experiment: str, arm: str) -> Path:
-    """Where one arm's policy versions live: ``RUN_DIR/EXPERIMENT/policy/ARM``."""
-    return Path(run_dir) / experiment / "policy" / arm
+    """Where one arm's policy versions live: ``RUN_DIR/EXPERIMENT/policy/ARM`` (``run_dir``:
+    ``spec.runtime.run_dir``, the folder of all runs)."""
+    return run_policy_root(Path(run_dir) / experiment, arm)
+
+
+def run_policy_root(run: Path, arm: str) -> Path:
+    """The same from one run's own directory (``RUN = RUN_DIR/EXPERIMENT``): ``RUN/policy/ARM``."""
+    return run / "policy" / arm
 
 
 def version_dir(root: Path, version: int) -> Path:

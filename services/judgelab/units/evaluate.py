@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from judgelab.engines.base import Engine, SamplingParams
-from judgelab.engines.policy_store import PolicyStore, PublishedPolicy, policy_root
+from judgelab.engines.policy_store import PolicyStore, PublishedPolicy, run_policy_root
 from judgelab.judging import Sample
 from judgelab.spec.experiment import Experiment
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
@@ -208,10 +208,7 @@ def _generate(
 ) -> dict[str, PolicyOutputs]:
     """Outputs of the base policy ("initial") and of each arm with a published version."""
     spec = experiment.spec
-    stores = {
-        arm.name: PolicyStore(policy_root(run_dir, experiment.metadata.name, arm.name))
-        for arm in spec.arms
-    }
+    stores = {arm.name: PolicyStore(run_policy_root(run_dir, arm.name)) for arm in spec.arms}
     latest = {arm: store.latest_version() for arm, store in stores.items()}
     published = [arm for arm, version in latest.items() if version > 0]
     engine = factory() if factory is not None else _build_engine(experiment)
