@@ -29,10 +29,10 @@ from judgelab.queues import Producer, StreamNames, connect
 from judgelab.queues.messages import Prompt, PromptMessage
 from judgelab.runtime.context import UnitContext
 from judgelab.runtime.progress import Unit
+from judgelab.runtime.unit_process import watch_child
 from judgelab.spec import Experiment
 from judgelab.spec.policy import GrpoAlgorithm
 
-POLL_S = 0.5
 PUSHED_FILE = "pushed.json"
 
 
@@ -79,23 +79,18 @@ def _train(
     child = context.supervisor.start(name, argv)
     total = feeder.total_steps
     shown = -1
-    try:
-        while True:
-            code = child.process.poll()  # before reading progress: nothing written is missed
-            done = read_progress(arm_dir)
-            if done != shown:
-                shown = done
-                feeder.feed(done)
-                context.report(done, total, "steps")
-                context.update_arm(arm_progress(context.experiment, unit.name, arm_dir))
-            if code is not None:
-                break
-            if context.cancelled.wait(POLL_S):
-                context.supervisor.stop(name)  # SIGTERM: it checkpoints after the step
-                raise RuntimeError(f"{name} stopped: the run was cancelled")
-    finally:
-        if context.supervisor.running(name):
-            context.supervisor.stop(name)
+
+    def follow_progress() -> None:
+        nonlocal shown
+        done = read_progress(arm_dir)
+        if done != shown:
+            shown = done
+            feeder.feed(done)
+            context.report(done, total, "steps")
+            context.update_arm(arm_progress(context.experiment, unit.name, arm_dir))
+
+    # Cancelling sends SIGTERM: the learner checkpoints after its current step.
+    code = watch_child(context, child, follow_progress, name)
     if code != 0 or shown < total:
         raise child.failure(f"exited with code {code} at step {shown} of {total}")
 

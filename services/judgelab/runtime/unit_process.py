@@ -11,11 +11,13 @@ driver reached 17.8 GB by TrainPolicy. Each now runs the same runner in
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from judgelab.phases.stages import SERVICES
 from judgelab.runtime.context import UnitContext, UnitRunner
 from judgelab.runtime.errors import UnitFailed
 from judgelab.runtime.progress import Unit
+from judgelab.runtime.supervisor import Child
 from judgelab.runtime.unit_files import UnitFiles
 
 POLL_S = 0.5
@@ -38,22 +40,32 @@ def run_in_child(context: UnitContext, unit: Unit, table: str = RUNNER_TABLE) ->
     name = f"unit-{unit.stage.value}-{unit.name}"
     argv = [*unit_argv(context, unit), "--runners", table]
     child = context.supervisor.start(name, argv, announce=False, health=False)
-    try:
-        while True:
-            code = child.process.poll()  # before reading the files: nothing written is missed
-            for message in files.new_messages():
-                context.messages.put(message)
-            if code is not None:
-                break
-            if context.cancelled.wait(POLL_S):
-                context.supervisor.stop(name)
-                raise RuntimeError(f"{unit.stage.value}/{unit.name} stopped: the run was cancelled")
-    finally:
-        if context.supervisor.running(name):
-            context.supervisor.stop(name)
+
+    def forward() -> None:
+        for message in files.new_messages():
+            context.messages.put(message)
+
+    code = watch_child(context, child, forward, f"{unit.stage.value}/{unit.name}")
     if code != 0:
         reason = files.failure() or f"exited with code {code}"
         raise UnitFailed(f"{reason} (log: {child.log_path})", child.tail())
+
+
+def watch_child(context: UnitContext, child: Child, on_tick: Callable[[], None], what: str) -> int:
+    """Call ``on_tick`` every POLL_S until ``child`` exits, and once after; returns its exit code.
+    If the run is cancelled meanwhile the child is stopped (SIGTERM) and RuntimeError raised."""
+    try:
+        while True:
+            code = child.process.poll()  # before on_tick: nothing the child wrote is missed
+            on_tick()
+            if code is not None:
+                return code
+            if context.cancelled.wait(POLL_S):
+                context.supervisor.stop(child.name)
+                raise RuntimeError(f"{what} stopped: the run was cancelled")
+    finally:
+        if context.supervisor.running(child.name):
+            context.supervisor.stop(child.name)
 
 
 def unit_argv(context: UnitContext, unit: Unit) -> list[str]:
