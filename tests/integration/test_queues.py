@@ -66,6 +66,19 @@ def test_produce_consume_and_ack(client: redis.Redis) -> None:
     assert worker.read(count=10) == []
 
 
+def test_add_all_wakes_a_blocked_consumer_once_with_every_entry(client: redis.Redis) -> None:
+    worker = consumer(client, "w1")
+    worker.read(count=1)  # creates the group before anything is added
+    reads: list[list[str]] = []
+    reader = threading.Thread(target=lambda: reads.append([d.id for d in worker.read(16, 3000)]))
+    reader.start()
+    time.sleep(0.3)  # the reader is blocked in XREADGROUP by now
+    ids = Producer(client).add_all(IN, [Rollout(f"r-{i}", "t").to_fields() for i in range(3)])
+    reader.join(timeout=5)
+    assert reads == [ids] and len(ids) == 3
+    assert Producer(client).add_all(IN, []) == []
+
+
 def test_crashed_consumers_work_is_reclaimed_after_idle_time(client: redis.Redis) -> None:
     entry = Producer(client).add(IN, Rollout("r", "t").to_fields())
     crashed = consumer(client, "crashed", claim_idle_ms=200)

@@ -127,6 +127,13 @@ class Consumer:
         self._check_block(block_ms)
         return self._through("read", lambda: self._read(count, block_ms))
 
+    def read_new(self, count: int = 10) -> list[Delivery]:
+        """Up to ``count`` entries never delivered to the group, without waiting or reclaiming
+        (a reclaim soon after ``read`` could hand back what that read just reclaimed)."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        return self._through("read", lambda: self._on_group(self._read_new, count, 0))
+
     def _read(self, count: int, block_ms: int) -> list[Delivery]:
         reclaimed = self._on_group(self._reclaim, count)
         if len(reclaimed) >= count:

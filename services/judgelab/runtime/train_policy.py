@@ -129,8 +129,9 @@ class PromptFeeder:
         """Push every step up to ``done + ahead`` not pushed yet (``done``: steps trained)."""
         target = min(self.total_steps, done + self.ahead)
         for step in range(self.pushed + 1, target + 1):
-            for message in self.messages(step):
-                self.producer.add(self.stream, message.to_fields(), wait_s=60.0)
+            # One transaction per step: the generator reads the step's prompts as one batch.
+            entries = [message.to_fields() for message in self.messages(step)]
+            self.producer.add_all(self.stream, entries, wait_s=60.0)
             write_text_atomic(self.marker, json.dumps({"pushed_steps": step}) + "\n")
 
     def messages(self, step: int) -> list[PromptMessage]:

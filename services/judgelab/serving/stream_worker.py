@@ -40,6 +40,10 @@ M_contra = TypeVar("M_contra", contravariant=True)
 Finish = Callable[[], Sequence[Output]]
 REFUSED = (BadMessage, InvalidArgument, FailedPrecondition, NotFound)
 ERROR_BACKOFF_S = (0.5, 30.0)  # first and longest pause after a step failed outside a message
+#: After a blocking read wakes on fewer than ``count`` messages, wait this long and take what else
+#: arrived (as Kafka's linger.ms): a producer's burst, e.g. the groups of one sampled batch, that
+#: woke the read with its first message, becomes one batch instead of several.
+LINGER_MS = 50
 
 
 class StreamHandler(Protocol[M]):
@@ -67,6 +71,7 @@ class StreamWorker(Generic[M]):
         *,
         count: int = 16,
         block_ms: int = 1000,
+        linger_ms: int = LINGER_MS,
         metrics: ServiceMetrics | None = None,
         stats_every_s: float = 5.0,
     ) -> None:
@@ -74,6 +79,7 @@ class StreamWorker(Generic[M]):
         self.handler = handler
         self.count = count
         self.block_ms = block_ms
+        self.linger_ms = linger_ms
         self.metrics = metrics
         self.stats_every_s = stats_every_s
         self.failed_total = 0
@@ -105,6 +111,9 @@ class StreamWorker(Generic[M]):
     def step(self) -> int:
         """One read and its work; returns how many messages were read."""
         deliveries = self.consumer.read(self.count, self.block_ms)
+        if deliveries and len(deliveries) < self.count and self.linger_ms > 0:
+            time.sleep(self.linger_ms / 1000)
+            deliveries += self.consumer.read_new(self.count - len(deliveries))
         fresh = [d for d in deliveries if d.deliveries <= 1]
         self._work(fresh)
         for retried in (d for d in deliveries if d.deliveries > 1):
