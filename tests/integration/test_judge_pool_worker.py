@@ -78,6 +78,19 @@ def test_groups_are_scored_with_their_rollout_ids_and_policy_version(
     assert worker.consumer.pending_count() == 0
 
 
+def test_the_groups_of_one_read_are_judged_in_one_batch(
+    client: redis.Redis, pool: JudgePool
+) -> None:
+    for k in range(3):
+        client.xadd(ROLLOUTS, _group(f"g{k}").to_fields())
+    engine = pool.get("plain").judge.engine
+    assert isinstance(engine, ConstantEngine)
+    before = engine.calls
+    assert _worker(client, pool).step() == 3
+    assert engine.calls - before == 1  # 12 rollouts, one model call
+    assert len(_scored(client)) == 3
+
+
 def test_pairwise_groups_get_mean_win_rates(client: redis.Redis, pool: JudgePool) -> None:
     worker = _worker(client, pool)
     client.xadd(ROLLOUTS, _group("g", judge="pairs", size=3).to_fields())

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -101,6 +102,15 @@ class JudgePool:
     @property
     def judges(self) -> list[PoolJudge]:
         return list(self._judges.values())
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Every judge's batcher held (see ``MicroBatcher.held``): requests submitted inside
+        are batched together."""
+        with ExitStack() as stack:
+            for entry in self._judges.values():
+                stack.enter_context(entry.batcher.held())
+            yield
 
     def close(self, drain: bool = True) -> None:
         for entry in self._judges.values():

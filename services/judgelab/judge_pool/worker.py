@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any
 
 from judgelab.judge_pool.pool import JudgePool, gather
@@ -30,6 +31,10 @@ class RolloutScorer:
         self.pool = pool
         self.names = names
         self.judges = judges  # None: any judge of the pool
+
+    def held(self) -> AbstractContextManager[None]:
+        """The stream worker submits one read's groups inside: one batch for all of them."""
+        return self.pool.held()
 
     def parse(self, delivery: Delivery) -> tuple[str, RolloutGroup]:
         group = RolloutGroup.from_fields(delivery.fields)

@@ -3,7 +3,9 @@
 Requests put items on a bounded queue; one worker thread takes up to ``max_batch`` of them
 (waiting up to ``max_wait_s`` for more once the first is there) and runs them as one batch.
 While a batch runs, new items queue up, so under load batches fill by themselves and
-``max_wait_s`` can stay 0 (no added latency when idle). A full queue refuses the whole
+``max_wait_s`` can stay 0 (no added latency when idle). A caller submitting several requests that
+belong together (a stream worker's read) holds the batcher meanwhile (``held``), so the first
+request does not start a batch of its own. A full queue refuses the whole
 request with RESOURCE_EXHAUSTED instead of growing without bound; an item whose deadline
 passes while it waits is failed without calling the model.
 """
@@ -14,8 +16,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -64,6 +67,7 @@ class MicroBatcher(Generic[T, R]):
         self._queue: deque[_Item[T, R]] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._holds = 0
         self._busy_s_per_item = 0.0
         self._worker = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._worker.start()
@@ -93,6 +97,19 @@ class MicroBatcher(Generic[T, R]):
             self._cond.notify()
         return [item.future for item in queued]
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No new batch starts while inside (a running one finishes): what is submitted inside
+        is batched together, up to ``max_batch``. Keep it short: it only covers submits."""
+        with self._cond:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holds -= 1
+                self._cond.notify()
+
     def close(self, drain: bool = True) -> None:
         """Stop taking work; with ``drain`` finish everything queued, else fail it."""
         with self._cond:
@@ -117,8 +134,8 @@ class MicroBatcher(Generic[T, R]):
 
     def _next_batch(self) -> list[_Item[T, R]] | None:
         with self._cond:
-            while not self._queue:
-                if self._closed:
+            while not self._queue or (self._holds and not self._closed):
+                if self._closed and not self._queue:
                     return None
                 self._cond.wait()
             if self.max_wait_s > 0 and len(self._queue) < self.max_batch:

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -52,6 +53,10 @@ class StreamHandler(Protocol[M]):
 
     def submit(self, message: M) -> Finish:
         """Start the work (non-blocking); raises a ServiceError if the service refuses it."""
+
+
+#: A handler may also have ``held() -> ContextManager``: the worker submits a read's messages
+#: inside it, so that the handler's micro-batcher starts one batch for all of them.
 
 
 @dataclass
@@ -124,7 +129,9 @@ class StreamWorker(Generic[M]):
     # -- internals --------------------------------------------------------------------
     def _work(self, deliveries: list[Delivery]) -> None:
         """Submit all, then finish each: the handler sees them as one batch."""
-        jobs = [job for job in map(self._start, deliveries) if job is not None]
+        held = getattr(self.handler, "held", None)
+        with held() if held is not None else nullcontext():
+            jobs = [job for job in map(self._start, deliveries) if job is not None]
         for job in jobs:
             self._finish(job)
 
