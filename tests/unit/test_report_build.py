@@ -50,14 +50,14 @@ def test_full_report_writes_every_file_and_section(run_dir: Path) -> None:
     result = build_report(run_dir)
     for path in result.paths():
         assert path.is_file() and path.stat().st_size > 0, path
-    assert len(result.figures) == 5
+    assert len(result.figures) == 6
     assert all(p.parent == run_dir / "report" and p.suffix == ".png" for p in result.figures)
     markdown = result.markdown.read_text()
     for heading in SECTIONS:
         assert heading in markdown
     assert "Not recorded" not in markdown
     html = result.html.read_text()
-    assert html.count("data:image/png;base64,") == 5 and 'src="report/' not in html
+    assert html.count("data:image/png;base64,") == 6 and 'src="report/' not in html
 
 
 def test_results_hold_the_numbers_shown_and_all_are_finite(run_dir: Path) -> None:
@@ -200,7 +200,7 @@ def test_cli_report_prints_the_paths_written(run_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     printed = result.output.splitlines()
     assert str(run_dir / "report.md") in printed and str(run_dir / "results.json") in printed
-    assert all(Path(line).is_file() for line in printed) and len(printed) == 8
+    assert all(Path(line).is_file() for line in printed) and len(printed) == 9
 
 
 def test_cli_report_names_a_malformed_file_without_traceback(run_dir: Path) -> None:

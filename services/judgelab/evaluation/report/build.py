@@ -23,6 +23,7 @@ from judgelab.evaluation.report.document import (
     render_markdown,
 )
 from judgelab.evaluation.report.options import DEFAULT_SCALE, ReportOptions
+from judgelab.evaluation.report.plot_judges import FIGURE as JUDGES_FIGURE
 from judgelab.evaluation.report.results import write_results
 from judgelab.evaluation.report.rundata import RunData, load_run
 from judgelab.evaluation.report.section_judges import judges_section
@@ -31,6 +32,7 @@ from judgelab.evaluation.report.series import ArmSeries
 FIGURES = (
     section_training.FIGURE,
     section_kl.FIGURE,
+    JUDGES_FIGURE,
     section_cross.FIGURE,
     section_pairwise.FIGURE,
     section_patterns.FIGURE,
@@ -64,7 +66,7 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> ReportR
 
     training, training_results = section_training.training_section(series, margin, scale, root)
     kl, kl_results = section_kl.kl_section(series, scale, root)
-    judges, judges_results = judges_section(run.judges)
+    judges, judges_results = judges_section(run.judges, root)
     cross, cross_results = section_cross.cross_section(run.cross, run.arms, scale, root)
     pairwise, pairwise_results = section_pairwise.pairwise_section(
         run.pairwise, run.arms, options, root
