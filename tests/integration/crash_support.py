@@ -180,14 +180,16 @@ class Pipeline:
         timeout_s: float = 240.0,
     ) -> None:
         """Feed prompts until the learner exits; ``on_tick(progress)`` may kill and restart."""
+        from judgelab.runtime.train_policy import read_dropped
+
         feeder = self.feeder(client)
         learner = self.services["learner"]
         until = time.monotonic() + timeout_s
         while learner.exited() is None:
             if time.monotonic() > until:
                 raise AssertionError(f"the run did not finish in {timeout_s} s\n{self.all_logs()}")
-            done = self.progress()
-            _retrying(lambda: feeder.feed(done))  # noqa: B023 - called at once
+            done, dropped = self.progress(), read_dropped(self.arm_dir)
+            _retrying(lambda: feeder.feed(done, dropped))  # noqa: B023 - called at once
             on_tick(done)
             time.sleep(0.02)
         if learner.exited() != 0:
@@ -246,9 +248,18 @@ class Acknowledged:
 
 
 def check_nothing_lost_nothing_twice(
-    acked: Acknowledged, steps: list[dict[str, Any]], total_steps: int
+    acked: Acknowledged,
+    steps: list[dict[str, Any]],
+    total_steps: int,
+    dropped: list[str] | None = None,
 ) -> list[str]:
-    """The reliability assertions by id; returns the trained rollout ids (each exactly once)."""
+    """The reliability assertions by id; returns the trained rollout ids (each exactly once).
+
+    ``dropped``: the groups the learner recorded as too stale (its ``progress.json``). A crash
+    can reorder groups (a killed judge's are reclaimed after the next step's), so the learner
+    may drop some by design; each must be acked, never trained, and replaced by the feeder's
+    ``:retry1`` prompt, which was trained (or dropped and replaced in turn)."""
+    drops = set(dropped or ())
     assert [s["step"] for s in steps] == list(range(1, total_steps + 1)), steps
     trained_groups = [g for s in steps for g in s["group_ids"]]
     assert len(trained_groups) == len(set(trained_groups)), f"a group trained twice: {steps}"
@@ -260,12 +271,24 @@ def check_nothing_lost_nothing_twice(
     assert acked.judge_done == set(acked.scored_groups) == set(acked.rollout_groups)
     for group_id, rollout_ids in acked.scored_groups.items():
         assert rollout_ids == acked.rollout_groups[group_id], group_id
-    # Every scored group the learner acknowledged was trained on: none dropped, none lost.
-    assert acked.learner_done == set(trained_groups) == set(acked.prompts)
+    # Every scored group the learner acknowledged was trained on or recorded as dropped: none
+    # lost. Every drop was replaced once, and nothing trained was dropped.
+    assert not drops & set(trained_groups), (drops, trained_groups)
+    assert acked.learner_done == set(trained_groups) | drops == set(acked.prompts)
+    assert {f"{_original(g)}:retry{_retries(g) + 1}" for g in drops} <= set(acked.prompts)
     assert acked.dead == 0 and not any(acked.pending.values()), acked.pending
     trained_rollouts = [r for g in trained_groups for r in acked.scored_groups[g]]
     assert len(trained_rollouts) == len(set(trained_rollouts))
     return trained_rollouts
+
+
+def _original(group_id: str) -> str:
+    return group_id.split(":retry")[0]
+
+
+def _retries(group_id: str) -> int:
+    _, _, retries = group_id.partition(":retry")
+    return int(retries or 0)
 
 
 def copy_streams(client: redis.Redis, source: Any, target: Any) -> None:

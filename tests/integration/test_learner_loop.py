@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,10 @@ from judgelab.learner.settings import LoraSettings, TrainerSettings
 from judgelab.learner.source import LEARNER_GROUP, StreamGroupSource
 from judgelab.learner.trainer import GrpoTrainer
 from judgelab.queues import Producer, Rollout, RolloutGroup, ScoredGroup, StreamNames, connect
+from judgelab.queues.groups import text
+from judgelab.queues.messages import PromptMessage
+from judgelab.runtime.train_policy import PromptFeeder, read_dropped, read_progress
+from judgelab.spec.policy import GrpoAlgorithm
 
 NAMES = StreamNames("demo")
 ARM = "arm-a"
@@ -51,7 +57,9 @@ def produce(client: redis.Redis, count: int, version: int = 0, start: int = 0) -
             Rollout(f"{gid}-r{k}", "x", [rng.randrange(3, len(TOKENIZER)) for _ in range(3 + k)])
             for k in range(G)
         ]
-        group = RolloutGroup(gid, ARM, "small", f"p{i}", f"prompt {i}", None, version, rollouts)
+        group = RolloutGroup(
+            gid, ARM, "small", f"p{i}", f"prompt {i}", None, version, rollouts, sample_s=i + 1.0
+        )
         producer.add(NAMES.rollouts(ARM), group.to_fields())
         scored = ScoredGroup(
             gid,
@@ -106,7 +114,18 @@ def test_loop_trains_publishes_checkpoints_and_acks(client: redis.Redis, tmp_pat
     assert [x["step"] for x in lines] == [1, 2]
     assert [x["group_ids"] for x in lines] == [ids[:2], ids[2:]]
     assert lines[1]["staleness_max"] == 1 and lines[0]["times"]["judge"] == 0.25
-    assert json.loads((arm_dir / "progress.json").read_text())["step"] == 2
+    # generate: the slowest sampling batch of the step's groups (g0, g1: 1 s, 2 s).
+    assert [x["times"]["generate"] for x in lines] == [2.0, 4.0]
+    assert loop.control.state().metrics["times.generate"] == 4.0
+    progress = json.loads((arm_dir / "progress.json").read_text())
+    assert progress == {
+        "step": 2,
+        "total": 2,
+        "arm": ARM,
+        "policy_version": 2,
+        "dropped_stale": 0,
+        "dropped": [],
+    }
     assert (arm_dir / "checkpoints" / "step-2" / "trainer.pt").is_file()
     assert pending(client, NAMES.scored(ARM)) == 0 and pending(client, NAMES.rollouts(ARM)) == 0
     assert client.smembers(NAMES.processed_set(NAMES.scored(ARM), LEARNER_GROUP)) == {
@@ -174,3 +193,68 @@ def test_too_stale_groups_are_dropped_and_acked(client: redis.Redis, tmp_path: P
     lines = (tmp_path / "arms" / ARM / "steps.jsonl").read_text().splitlines()
     assert [json.loads(x)["group_ids"] for x in lines][1:] == [["g20", "g21"], ["g40", "g41"]]
     assert loop.dropped_total == 2 and pending(client, NAMES.scored(ARM)) == 0
+
+
+def answer_prompts(client: redis.Redis, after: str, version: int, stale: dict[str, int]) -> str:
+    """Play rollout generator and judge: one scored group per new prompt on the stream, sampled
+    by ``version`` (``stale[prompt id]`` where given); returns the last stream id read."""
+    producer = Producer(client)
+    for entry_id, fields in client.xrange(NAMES.prompts, min=f"({after}"):
+        message = PromptMessage.from_fields(fields)
+        gid = message.id
+        sampled_by = stale.get(gid, version)
+        rollouts = [Rollout(f"{gid}:{sampled_by}:{k}", "x", [5 + k, 6, 7]) for k in range(G)]
+        group = RolloutGroup(gid, ARM, "small", gid, message.prompt, None, sampled_by, rollouts)
+        producer.add(NAMES.rollouts(ARM), group.to_fields())
+        ids = [r.id for r in rollouts]
+        scored = ScoredGroup(gid, ARM, "small", sampled_by, ids, [1.0, 2.0], [True] * G, [{}] * G)
+        producer.add(NAMES.scored(ARM), scored.to_fields())
+        after = text(entry_id)
+    return after
+
+
+def test_a_stale_group_is_replaced_by_the_feeder_and_the_last_step_completes(
+    client: redis.Redis, tmp_path: Path
+) -> None:
+    """Step 3's first prompt comes back sampled by v0 while the learner is at v2 (2 > bound 1):
+    the learner drops it and records it, the feeder pushes ``:retry1``, step 3 trains on it."""
+    arm_dir = tmp_path / "arms" / ARM
+    prompts = [{"id": f"p{k}", "prompt": f"Question {k}?"} for k in range(6)]
+    algorithm = GrpoAlgorithm(name="grpo", steps=3, prompts_per_step=2, max_staleness=1)
+    feeder = PromptFeeder(client, NAMES, ARM, prompts, algorithm, tmp_path / "pushed.json")
+    stale = f"{ARM}:step3:p4"
+    loop = make_loop(client, tmp_path, total=3)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop.run()
+        except BaseException as error:  # the test thread reports it
+            errors.append(error)
+
+    learner = threading.Thread(target=run, daemon=True)
+    learner.start()
+    after, deadline = "0", time.monotonic() + 60
+    while learner.is_alive() and time.monotonic() < deadline:
+        done = read_progress(arm_dir)
+        feeder.feed(done, read_dropped(arm_dir))
+        after = answer_prompts(client, after, done, {stale: 0})
+        time.sleep(0.02)
+    if learner.is_alive():  # waiting for a group that never comes: stop it, then fail
+        loop.control.request_stop("test timed out", False, 10.0)
+    learner.join(timeout=10)
+    assert time.monotonic() < deadline and not errors, errors
+
+    lines = [json.loads(x) for x in (arm_dir / "steps.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert sorted(lines[2]["group_ids"]) == [f"{stale}:retry1", f"{ARM}:step3:p5"]
+    progress = json.loads((arm_dir / "progress.json").read_text())
+    assert progress["step"] == 3 and progress["dropped"] == [stale]
+    assert progress["dropped_stale"] == 1 and loop.dropped_total == 1
+    assert json.loads((tmp_path / "pushed.json").read_text())["replaced"] == [stale]
+    assert pending(client, NAMES.scored(ARM)) == 0 and pending(client, NAMES.rollouts(ARM)) == 0
+    done_ids = client.smembers(NAMES.processed_set(NAMES.scored(ARM), LEARNER_GROUP))
+    assert stale.encode() in done_ids  # acked (dropped), never trained
+
+    # The drop outlives the learner: a restarted one knows it (a redelivery is acked, not trained).
+    assert make_loop(client, tmp_path, total=3).progress.was_dropped(stale)

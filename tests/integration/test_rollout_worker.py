@@ -74,6 +74,8 @@ def test_each_prompt_becomes_one_group_of_g_rollouts(client: redis.Redis) -> Non
     _drain(worker)
     groups = _groups(client)
     assert [g.group_id for g in groups] == ["m0", "m1", "m2"]
+    # One read, one batch: every group carries that batch's sampling time.
+    assert len({g.sample_s for g in groups}) == 1 and (groups[0].sample_s or 0) > 0
     for group in groups:
         assert group.arm == "arm-a" and group.judge == "plain" and group.policy_version == 0
         assert [r.id for r in group.rollouts] == [f"arm-a:{group.group_id}:0:{i}" for i in range(3)]

@@ -116,7 +116,7 @@ def test_train_policy_unit_trains_and_gold_evaluates_an_arm(
     store = PolicyStore(run_dir / "policy" / "plain")
     assert 2 in store.versions() and (run_dir / "policy" / "plain" / "v2").is_dir()
     pushed = json.loads((run_dir / "train-policy" / "plain" / PUSHED_FILE).read_text())
-    assert pushed == {"pushed_steps": 2}
+    assert pushed == {"pushed_steps": 2, "replaced": []}  # nothing dropped, nothing replaced
     arm = next(a for a in state.arms if a.name == "plain")
     assert arm.step == 2 and arm.kl == lines[2]["kl"]
     assert arm.gold_reward == lines[2]["eval"]["gold_reward_mean"]

@@ -156,6 +156,8 @@ def test_non_utf8_payload_is_refused() -> None:
         (rollout_group(), {"prompt": [{"role": "robot", "content": "x"}]}, r"prompt\[0\]\.role"),
         (rollout_group(), {"prompt": 42}, r"'data\.prompt' must be a list, got number"),
         (rollout_group(), {"reference": 1}, r"'data\.reference' must be a string"),
+        (rollout_group(), {"sample_s": "1s"}, r"'data\.sample_s' must be a finite number"),
+        (rollout_group(), {"sample_s": -0.5}, r"'data\.sample_s' must be >= 0, got -0\.5"),
         (Rollout("r", "t", [1, 2], [-1.0, -2.0]), {"logprobs": [-1.0]}, r"1 items for 2 tokens"),
         (Rollout("r", "t"), {"token_ids": [1.5]}, r"'data\.token_ids\[0\]' must be an integer"),
         (GoldRequest("q", []), {"samples": [{"id": "s"}]}, r"'data\.samples\[0\]\.prompt'"),
@@ -169,6 +171,13 @@ def test_wrong_fields_are_named(
         type(message).from_fields(fields_with(message, **changes))
     assert "\n" not in str(caught.value)
     assert str(caught.value).startswith(f"{message.KIND} message: ")
+
+
+def test_rollout_group_sampling_time_is_optional_on_the_wire() -> None:
+    timed = RolloutGroup.from_fields(fields_with(rollout_group(), sample_s=2.5))
+    assert timed.sample_s == 2.5
+    old = RolloutGroup.from_fields(fields_with(rollout_group(), sample_s=KeyError))
+    assert old.sample_s is None and old == rollout_group()
 
 
 def test_scored_group_columns_must_line_up_when_built() -> None:
@@ -201,6 +210,7 @@ groups = st.builds(
     reference=st.none() | texts,
     policy_version=st.integers(0, 10**6),
     rollouts=st.lists(rollouts, max_size=4),
+    sample_s=st.none() | st.floats(0, 1e6),
 )
 
 

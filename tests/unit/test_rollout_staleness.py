@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from judgelab.engines.policy_store import PolicyStore, publish_policy_version
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.queues.messages import PromptMessage
 from judgelab.queues.names import StreamNames
-from judgelab.rollout.generator import GenerationDefaults, RolloutGenerator
+from judgelab.rollout.generator import GenerationDefaults, GroupResult, RolloutGenerator
 from judgelab.rollout.metrics import RolloutMetrics
 from judgelab.rollout.policy import PolicyHolder
 from judgelab.rollout.worker import PromptSampler, StaleRollouts
@@ -81,6 +82,24 @@ def test_a_batch_too_far_behind_is_dropped_counted_and_resampled_on_the_latest(
     assert sampler.generator.dropped_stale_total == 2 * 3  # both groups of the v0 batch
     assert _dropped_metric(metrics) == 6
     assert sampler.generator.produced_total == 12  # the dropped batch was sampled, too
+
+
+def test_a_resampled_batch_reports_the_sampling_time_of_every_attempt(
+    tiny_engine: TransformersEngine, published: Path
+) -> None:
+    sampler, _ = _sampler(tiny_engine, ScriptedStore(published, [0, 3]), max_staleness=1)
+    generate = sampler.generator.generate
+    timed: list[float | None] = []
+
+    def recording(*args: Any, **kwargs: Any) -> list[GroupResult]:
+        groups = generate(*args, **kwargs)
+        timed.append(groups[0].sample_s)
+        return groups
+
+    sampler.generator.generate = recording  # type: ignore[method-assign]
+    groups = sampler.sample_fresh(MESSAGES)
+    assert len(timed) == 2 and all(s is not None and s > 0 for s in timed)
+    assert [g.sample_s for g in groups.values()] == pytest.approx([sum(timed)] * len(MESSAGES))
 
 
 def test_a_batch_within_the_bound_is_kept(tiny_engine: TransformersEngine, published: Path) -> None:

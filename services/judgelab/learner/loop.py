@@ -5,6 +5,10 @@ Order per step: train → append to ``steps.jsonl`` → publish version N → ch
 redelivers those groups; the resumed learner (same checkpoint, same data order, same RNG)
 retrains them into the same weights, or skips the ones the checkpoint already holds. Under DDP
 only rank 0 reads Redis, writes files and acks; every rank trains on the broadcast batch.
+
+A group too stale to train on (or from a lost future) is dropped and recorded in
+``progress.json`` before its ack, so the prompt feeder sends a replacement (see ``progress``); a
+dropped group redelivered after a crash is acked again, never trained.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +27,7 @@ from judgelab.learner.distributed import broadcast
 from judgelab.learner.evaluation import Evaluator, HackingTracker
 from judgelab.learner.job_annotation import JobAnnotator
 from judgelab.learner.metrics import LearnerMetrics
+from judgelab.learner.progress import ProgressFile
 from judgelab.learner.publish import PolicyPublisher
 from judgelab.learner.source import Pending, StreamGroupSource
 from judgelab.learner.steplog import StepLog, StepTimes
@@ -79,9 +84,10 @@ class LearnerLoop:
         self.tracker = HackingTracker(config.hacking_margin)
         self.annotator = annotator
         self.last_gold: float | None = None
-        self.dropped_total = 0
+        self.dropped_total = 0  # in this process (the Prometheus counter)
         self.lost: dict[str, LostGroup] = {}
         self.is_main = trainer.info.is_main
+        self.progress = ProgressFile(arm_dir, config.arm, config.total_steps)
 
     @property
     def steps_file(self) -> Path:
@@ -175,14 +181,16 @@ class LearnerLoop:
     def _usable(self, pending: Pending, batch: list[Pending]) -> bool:
         assert self.source is not None
         group_id = pending.group_id
-        if group_id in self.trained or self.source.already_done(group_id):
-            self.source.ack(pending)  # redelivered after it was trained: ack, no outputs
+        done = group_id in self.trained or self.progress.was_dropped(group_id)
+        if done or self.source.already_done(group_id):
+            self.source.ack(pending)  # redelivered after it was trained or dropped: no outputs
             return False
         if any(p.group_id == group_id for p in batch):
             return False
         lag = self.trainer.version - pending.group.policy_version
         if lag < 0 or lag > self.trainer.settings.max_staleness:
             log.info("dropping group %s: %d versions stale", group_id, lag)
+            self.progress.record_drop(group_id, self.trainer.version)  # before the ack
             self.dropped_total += 1
             if self.metrics is not None:
                 self.metrics.dropped(self.config.arm)
@@ -192,8 +200,11 @@ class LearnerLoop:
 
     def _step(self, batch: list[Pending], wait_s: float) -> None:
         self.control.update(phase=LearnerPhaseName.TRAINING)
-        judge = [p.judge_seconds for p in batch if p.judge_seconds is not None]
-        times = StepTimes(judge=max(judge) if judge else None, wait=wait_s)
+        times = StepTimes(
+            generate=_slowest(p.generate_seconds for p in batch),
+            judge=_slowest(p.judge_seconds for p in batch),
+            wait=wait_s,
+        )
         step_log = self.trainer.step([p.group for p in batch], times)
         self.trained.update(p.group_id for p in batch)
         if not self.is_main:
@@ -297,17 +308,7 @@ class LearnerLoop:
 
     def _report(self, step_log: StepLog) -> None:
         self._serve_checkpoint_requests()
-        total = self.config.total_steps
-        checkpoint.write_json_atomically(
-            self.arm_dir / "progress.json",
-            {
-                "step": step_log.step,
-                "total": total,
-                "arm": self.config.arm,
-                "policy_version": self.trainer.version,
-                "dropped_stale": self.dropped_total,
-            },
-        )
+        self.progress.record_step(step_log.step, self.trainer.version)
         if self.metrics is not None:
             self.metrics.record_step(self.config.arm, step_log)
         if self.annotator is not None:
@@ -324,8 +325,16 @@ class LearnerLoop:
         )
 
 
+def _slowest(seconds: Iterable[float | None]) -> float | None:
+    """The step's groups were sampled (judged) in batches side by side: the longest one."""
+    known = [s for s in seconds if s is not None]
+    return max(known) if known else None
+
+
 def _numbers(data: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and k != "step"}
+    """The step log's numbers for ``Status`` (``times`` flattened to ``times.generate`` etc.)."""
+    flat = {**data, **{f"times.{k}": v for k, v in data.get("times", {}).items()}}
+    return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and k != "step"}
 
 
 _NO_DELIVERY: Any = None

@@ -32,8 +32,8 @@ from judgelab.learner.servicer import SERVICE_NAME, LearnerServicer
 from judgelab.learner.settings import settings_from_spec
 from judgelab.learner.source import StreamGroupSource
 from judgelab.learner.trainer import GrpoTrainer
-from judgelab.queues import connect
 from judgelab.queues.names import StreamNames
+from judgelab.queues.startup import wait_for_redis
 from judgelab.serving.lifecycle import announce
 from judgelab.serving.security import (
     add_security_arguments,
@@ -149,7 +149,7 @@ def _train_arm(
     run = Path(experiment.spec.runtime.run_dir) / experiment.metadata.name
     source, publisher = None, None
     if info.is_main:
-        client = connect(redis_url)
+        client = wait_for_redis(redis_url, experiment.spec.runtime.queues.redis_wait_s)
         source = StreamGroupSource(client, names, arm, engine.tokenizer)
         publisher = DirectoryPublisher(
             run / "policy" / arm, client, names.policy_version(arm), base_model=policy.model.name

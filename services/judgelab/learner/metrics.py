@@ -81,6 +81,21 @@ class LearnerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # The rest of a step's time (StepTimes), one histogram per part like step_seconds.
+        self.part_seconds = {
+            part: Histogram(
+                f"judgelab_learner_{part}_seconds",
+                help_text,
+                arm,
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
+            for part, help_text in (
+                ("generate", "Slowest sampling batch of a step's groups (rollout generator)."),
+                ("judge", "Slowest judgement of a step's groups (judge pool)."),
+                ("wait", "Time a step waited for its groups."),
+            )
+        }
 
     def record_step(self, arm: str, log: StepLog) -> None:
         labels = {"experiment": self.experiment, "arm": arm}
@@ -92,6 +107,10 @@ class LearnerMetrics:
         self.clip_fraction.labels(**labels).set(log.clip_fraction)
         self.staleness.labels(**labels).set(log.staleness_mean)
         self.step_seconds.labels(**labels).observe(log.times.train)
+        parts = {"generate": log.times.generate, "judge": log.times.judge, "wait": log.times.wait}
+        for part, seconds in parts.items():
+            if seconds is not None:
+                self.part_seconds[part].labels(**labels).observe(seconds)
 
     def record_evaluation(self, arm: str, evaluation: dict[str, object]) -> None:
         labels = {"experiment": self.experiment, "arm": arm}

@@ -36,12 +36,14 @@ _ROLLOUT_READS = 100  # rollout batches read while looking for one scored group'
 
 @dataclass(frozen=True)
 class Pending:
-    """A joined group and the two deliveries to ack once it is durably trained on (or dropped)."""
+    """A joined group and the two deliveries to ack once it is durably trained on (or dropped);
+    the seconds its rollouts took to sample and to judge, where the messages say."""
 
     group: TrainGroup
     scored: Delivery
     rollouts: Delivery
     judge_seconds: float | None
+    generate_seconds: float | None = None
 
     @property
     def group_id(self) -> str:
@@ -137,7 +139,7 @@ class StreamGroupSource:
             self._cache.pop(scored.group_id, None)
             self.rejected_total += 1
             return None
-        return Pending(group, delivery, rollout_delivery, _judge_seconds(scored))
+        return Pending(group, delivery, rollout_delivery, _judge_seconds(scored), rollouts.sample_s)
 
     def _find_rollouts(self, group_id: str) -> tuple[RolloutGroup, Delivery] | None:
         for _ in range(_ROLLOUT_READS):

@@ -89,6 +89,19 @@ def _read_prompt(data: Reader, key: str = "prompt") -> Prompt:
     return turns
 
 
+def _opt_seconds(data: Reader, key: str) -> float | None:
+    value = data.obj.get(key)
+    if value is None:
+        return None
+    try:
+        seconds = as_float(value)
+    except TypeError:
+        raise data.fail(key, "must be a finite number or null") from None
+    if seconds < 0:
+        raise data.fail(key, f"must be >= 0, got {seconds}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class PromptMessage(Message):
     """A prompt on ``jl:{experiment}:prompts`` to sample one rollout group for.
@@ -184,6 +197,9 @@ class RolloutGroup(Message):
     policy_version: int
     rollouts: list[Rollout]
     rubric: str | None = None
+    #: Seconds the generator spent sampling the batch this group came from (None: not timed,
+    #: e.g. a message from before the field existed). The learner logs it as ``times.generate``.
+    sample_s: float | None = None
 
     @classmethod
     def from_json(cls, data: Reader) -> Self:
@@ -197,6 +213,7 @@ class RolloutGroup(Message):
             policy_version=data.integer("policy_version", minimum=0),
             rollouts=[Rollout.from_json(r) for r in data.objects("rollouts")],
             rubric=data.opt_text("rubric"),
+            sample_s=_opt_seconds(data, "sample_s"),
         )
 
 

@@ -90,11 +90,13 @@ class RolloutResult:
 
 @dataclass(frozen=True)
 class GroupResult:
-    """The n completions of one prompt, all sampled by ``policy_version``."""
+    """The n completions of one prompt, all sampled by ``policy_version``; ``sample_s``: seconds
+    the engine took for the whole call the group was sampled in."""
 
     prompt_id: str
     policy_version: int
     rollouts: list[RolloutResult] = field(default_factory=list)
+    sample_s: float | None = None
 
 
 class RolloutGenerator:
@@ -140,6 +142,7 @@ class RolloutGenerator:
                     _rollout(f"{id_prefix}{prompt.id}:{policy.version}:{i}", gen, policy.version)
                     for i, gen in enumerate(per_prompt)
                 ],
+                seconds,
             )
             for prompt, per_prompt in zip(prompts, generations, strict=True)
         ]

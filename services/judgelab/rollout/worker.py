@@ -5,11 +5,13 @@ engine sees len(prompts) x G rows at once. Before a batch is pushed its policy v
 checked against the latest published one: a batch more than ``max_staleness`` versions behind
 is dropped (counted), the newest version is loaded and the batch sampled again, at most
 ``max_attempts`` times; after that the prompts stay pending and are redelivered later, so a
-prompt is never lost and never answered with stale rollouts.
+prompt is never lost and never answered with stale rollouts. Each pushed group carries the
+seconds its batch spent sampling (``sample_s``, every attempt), the learner's generate time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -105,12 +107,14 @@ class PromptSampler:
     def sample_fresh(self, messages: Sequence[PromptMessage]) -> dict[str, GroupResult]:
         """Sample every message's group with a version within ``max_staleness`` of the latest."""
         prompts = [_input(m) for m in messages]
+        seconds = 0.0  # sampling time of every attempt: the stale ones delayed the batch too
         for attempt in range(1, self.max_attempts + 1):
             groups = self.generator.generate(prompts, id_prefix=f"{self.arm}:", arm=self.arm)
+            seconds += groups[0].sample_s or 0.0
             version = groups[0].policy_version
             latest = self.generator.holder.latest_version()
             if latest - version <= self.max_staleness:
-                return {g.prompt_id: g for g in groups}
+                return {g.prompt_id: dataclasses.replace(g, sample_s=seconds) for g in groups}
             dropped = sum(len(g.rollouts) for g in groups)
             self.generator.count_stale(dropped, self.arm)
             log.warning(
@@ -137,6 +141,7 @@ class PromptSampler:
             policy_version=group.policy_version,
             rollouts=[Rollout(r.id, r.text, r.token_ids, r.logprobs) for r in group.rollouts],
             rubric=message.rubric,
+            sample_s=group.sample_s,
         ).to_fields()
 
 

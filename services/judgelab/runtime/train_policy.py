@@ -8,12 +8,17 @@ pushed step by step, ``max_staleness + 1`` steps ahead of the learner's ``progre
 rollout group is sampled by a policy older than the learner accepts. Ids are
 ``{arm}:step{k}:{prompt id}`` (unique per send, the same on a rerun) and the last pushed step is
 kept in the unit directory: a rerun after a crash pushes only what was not pushed, and the
-learner resumes from its checkpoint.
+learner resumes from its checkpoint. A group the learner dropped as too stale (listed in
+``progress.json``) is replaced by the same prompt under ``{dropped id}:retry{n}``, once: the
+replaced ids are kept in the same marker. (A crash between a push and its marker write pushes
+the same ids again; the generator answers an id once.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,8 +30,9 @@ from judgelab.atomic_files import write_text_atomic
 from judgelab.engines.base import ChatMessage, Role
 from judgelab.phases import ArmProgress
 from judgelab.phases.stages import ANNOTATOR, JUDGE_POOL
-from judgelab.queues import Producer, StreamNames, connect
+from judgelab.queues import Producer, StreamNames
 from judgelab.queues.messages import Prompt, PromptMessage
+from judgelab.queues.startup import wait_for_redis
 from judgelab.runtime.context import UnitContext
 from judgelab.runtime.progress import Unit
 from judgelab.runtime.unit_process import watch_child
@@ -34,6 +40,7 @@ from judgelab.spec import Experiment
 from judgelab.spec.policy import GrpoAlgorithm
 
 PUSHED_FILE = "pushed.json"
+_RETRY = re.compile(r"^(?P<original>.+):retry(?P<n>[0-9]+)$")
 
 
 def run_train_policy(context: UnitContext, unit: Unit) -> None:
@@ -44,7 +51,7 @@ def run_train_policy(context: UnitContext, unit: Unit) -> None:
         raise RuntimeError(f"TrainPolicy runs GRPO; got {algorithm.name!r}")
     arm_dir = _learner_run(experiment, context.run_dir) / "arms" / unit.name
     annotate = context.run_dir / "annotate"
-    client = connect(context.redis_url)
+    client = wait_for_redis(context.redis_url, experiment.spec.runtime.queues.redis_wait_s)
     try:
         feeder = PromptFeeder(
             client,
@@ -54,7 +61,7 @@ def run_train_policy(context: UnitContext, unit: Unit) -> None:
             algorithm,
             context.unit_dir(unit) / PUSHED_FILE,
         )
-        feeder.feed(read_progress(arm_dir))
+        feeder.feed(read_progress(arm_dir), read_dropped(arm_dir))
         _train(context, unit, arm_dir, feeder, learner_argv(context, unit.name))
     finally:
         client.close()
@@ -83,9 +90,9 @@ def _train(
     def follow_progress() -> None:
         nonlocal shown
         done = read_progress(arm_dir)
+        feeder.feed(done, read_dropped(arm_dir))  # a drop is replaced before the next step
         if done != shown:
             shown = done
-            feeder.feed(done)
             context.report(done, total, "steps")
             context.update_arm(arm_progress(context.experiment, unit.name, arm_dir))
 
@@ -96,7 +103,8 @@ def _train(
 
 
 class PromptFeeder:
-    """Pushes each learner step's prompts once, a bounded number of steps ahead."""
+    """Pushes each learner step's prompts once, a bounded number of steps ahead, and one
+    replacement per group the learner dropped."""
 
     def __init__(
         self,
@@ -121,18 +129,65 @@ class PromptFeeder:
     @property
     def pushed(self) -> int:
         """The last step whose prompts are on the stream."""
-        if not self.marker.is_file():
-            return 0
-        return int(json.loads(self.marker.read_text())["pushed_steps"])
+        return int(self._marker().get("pushed_steps", 0))
 
-    def feed(self, done: int) -> None:
-        """Push every step up to ``done + ahead`` not pushed yet (``done``: steps trained)."""
+    @property
+    def replaced(self) -> list[str]:
+        """The dropped group ids whose replacement is on the stream."""
+        return [str(group_id) for group_id in self._marker().get("replaced", [])]
+
+    def feed(self, done: int, dropped: Sequence[str] = ()) -> None:
+        """Replace the ``dropped`` groups not replaced yet, then push every step up to
+        ``done + ahead`` not pushed yet (``done``: steps trained)."""
+        self.replace(dropped)
         target = min(self.total_steps, done + self.ahead)
         for step in range(self.pushed + 1, target + 1):
             # One transaction per step: the generator reads the step's prompts as one batch.
             entries = [message.to_fields() for message in self.messages(step)]
             self.producer.add_all(self.stream, entries, wait_s=60.0)
-            write_text_atomic(self.marker, json.dumps({"pushed_steps": step}) + "\n")
+            self._write_marker(pushed_steps=step)
+
+    def replace(self, dropped: Sequence[str]) -> None:
+        """Push one replacement prompt per dropped group id not replaced yet (one transaction)."""
+        replaced = self.replaced
+        done = set(replaced)
+        todo = [group_id for group_id in dict.fromkeys(dropped) if group_id not in done]
+        if not todo:
+            return
+        entries = [self.replacement(group_id).to_fields() for group_id in todo]
+        self.producer.add_all(self.stream, entries, wait_s=60.0)
+        self._write_marker(replaced=[*replaced, *todo])
+
+    def replacement(self, group_id: str) -> PromptMessage:
+        """The prompt of dropped group ``group_id`` under the next ``:retry{n}`` id."""
+        original, retry = group_id, 0
+        message = self._pushed_message(group_id)
+        match = _RETRY.match(group_id)
+        if message is None and match is not None:
+            original, retry = match["original"], int(match["n"])
+            message = self._pushed_message(original)
+        if message is None:
+            raise RuntimeError(
+                f"the learner dropped group {group_id!r}, which is no prompt this feeder pushed"
+            )
+        return dataclasses.replace(message, id=f"{original}:retry{retry + 1}")
+
+    def _pushed_message(self, prompt_id: str) -> PromptMessage | None:
+        prefix = f"{self.arm}:step"
+        step_text = prompt_id.removeprefix(prefix).partition(":")[0]
+        if not prompt_id.startswith(prefix) or not step_text.isdigit():
+            return None
+        return next((m for m in self.messages(int(step_text)) if m.id == prompt_id), None)
+
+    def _marker(self) -> dict[str, Any]:
+        if not self.marker.is_file():
+            return {}
+        data: dict[str, Any] = json.loads(self.marker.read_text())
+        return data
+
+    def _write_marker(self, **changes: Any) -> None:
+        data = {"pushed_steps": self.pushed, "replaced": self.replaced} | changes
+        write_text_atomic(self.marker, json.dumps(data) + "\n")
 
     def messages(self, step: int) -> list[PromptMessage]:
         """Step ``step``'s prompts: the next ``per_step`` of the training prompts, cycling."""
@@ -163,6 +218,15 @@ def read_progress(arm_dir: Path) -> int:
         return int(json.loads((arm_dir / "progress.json").read_text())["step"])
     except (OSError, ValueError, KeyError):
         return 0
+
+
+def read_dropped(arm_dir: Path) -> list[str]:
+    """The group ids the learner dropped as too stale, oldest first (its ``progress.json``)."""
+    try:
+        dropped = json.loads((arm_dir / "progress.json").read_text()).get("dropped", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(group_id) for group_id in dropped] if isinstance(dropped, list) else []
 
 
 def arm_progress(experiment: Experiment, arm: str, arm_dir: Path) -> ArmProgress:
