@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from judgelab.atomic_files import write_dir_atomic
+from judgelab.engines.lora_merge import merged_copy
 
 if TYPE_CHECKING:
     import redis
@@ -194,12 +195,16 @@ class PolicyStore:
         """``version``'s manifest and a new model with its weights; ``base`` is left untouched.
 
         LoRA: the adapter is applied to a copy of ``base`` and merged (plain weights, no peft
-        overhead when sampling). Full: the weights are read in ``base``'s dtype.
+        overhead when sampling); directly for plain LoRA (``lora_merge``), else through peft.
+        Full: the weights are read in ``base``'s dtype.
         """
         info = self.published(version)
         if info.kind is None or info.path is None:
             return info, copy.deepcopy(base)
         if info.kind == "lora":
+            merged = merged_copy(base, info.path)
+            if merged is not None:
+                return info, merged
             from peft import PeftModel
 
             adapted = PeftModel.from_pretrained(copy.deepcopy(base), str(info.path))
