@@ -172,8 +172,9 @@ def run_judgelab(
 ) -> dict[str, Any]:
     import threading
 
+    from judgelab.learner.feeder import PromptFeeder
     from judgelab.queues import Consumer, StreamNames, connect
-    from judgelab.runtime.train_policy import PromptFeeder, read_progress
+    from judgelab.runtime.train_policy import read_progress
     from judgelab.serving.stream_worker import StreamWorker
     from judgelab.spec.loader import load_experiment
 

@@ -165,7 +165,7 @@ class Pipeline:
         return read_progress(self.arm_dir)
 
     def feeder(self, client: redis.Redis) -> Any:
-        from judgelab.runtime.train_policy import PromptFeeder
+        from judgelab.learner.feeder import PromptFeeder
 
         prompts = [{"id": f"p{k}", "prompt": text} for k, text in enumerate(PROMPTS)]
         algorithm = self.experiment.spec.policy.algorithm

@@ -15,6 +15,7 @@ import torch
 
 from judgelab.engines.policy_store import PolicyStore
 from judgelab.engines.tiny import tiny_model, tiny_tokenizer
+from judgelab.learner.feeder import PromptFeeder
 from judgelab.learner.loop import LearnerLoop, LoopConfig
 from judgelab.learner.publish import DirectoryPublisher
 from judgelab.learner.settings import LoraSettings, TrainerSettings
@@ -23,7 +24,7 @@ from judgelab.learner.trainer import GrpoTrainer
 from judgelab.queues import Producer, Rollout, RolloutGroup, ScoredGroup, StreamNames, connect
 from judgelab.queues.groups import text
 from judgelab.queues.messages import PromptMessage
-from judgelab.runtime.train_policy import PromptFeeder, read_dropped, read_progress
+from judgelab.runtime.train_policy import read_progress
 from judgelab.spec.policy import GrpoAlgorithm
 
 NAMES = StreamNames("demo")
@@ -217,13 +218,14 @@ def test_a_stale_group_is_replaced_by_the_feeder_and_the_last_step_completes(
     client: redis.Redis, tmp_path: Path
 ) -> None:
     """Step 3's first prompt comes back sampled by v0 while the learner is at v2 (2 > bound 1):
-    the learner drops it and records it, the feeder pushes ``:retry1``, step 3 trains on it."""
+    the learner drops it and records it, its feeder pushes ``:retry1``, step 3 trains on it."""
     arm_dir = tmp_path / "arms" / ARM
     prompts = [{"id": f"p{k}", "prompt": f"Question {k}?"} for k in range(6)]
     algorithm = GrpoAlgorithm(name="grpo", steps=3, prompts_per_step=2, max_staleness=1)
     feeder = PromptFeeder(client, NAMES, ARM, prompts, algorithm, tmp_path / "pushed.json")
     stale = f"{ARM}:step3:p4"
     loop = make_loop(client, tmp_path, total=3)
+    loop.feeder = feeder  # as learner.main --feed-prompts: the learner feeds its own prompts
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -236,9 +238,7 @@ def test_a_stale_group_is_replaced_by_the_feeder_and_the_last_step_completes(
     learner.start()
     after, deadline = "0", time.monotonic() + 60
     while learner.is_alive() and time.monotonic() < deadline:
-        done = read_progress(arm_dir)
-        feeder.feed(done, read_dropped(arm_dir))
-        after = answer_prompts(client, after, done, {stale: 0})
+        after = answer_prompts(client, after, read_progress(arm_dir), {stale: 0})
         time.sleep(0.02)
     if learner.is_alive():  # waiting for a group that never comes: stop it, then fail
         loop.control.request_stop("test timed out", False, 10.0)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from judgelab.learner.feeder import PromptFeeder
 from judgelab.queues import StreamNames, connect
 from judgelab.queues.messages import PromptMessage
-from judgelab.runtime.train_policy import PromptFeeder, read_dropped
+from judgelab.runtime.train_policy import read_dropped
 from judgelab.spec.policy import GrpoAlgorithm
 
 NAMES = StreamNames("demo")

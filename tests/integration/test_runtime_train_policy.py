@@ -17,10 +17,11 @@ from test_runtime_run import _leftovers
 
 from judgelab.engines.policy_store import PolicyStore
 from judgelab.evaluation.report.steps import load_steps
+from judgelab.learner.feeder import PUSHED_FILE
 from judgelab.phases import RetryPolicy, Stage
 from judgelab.runtime import Unit, UnitContext, run_experiment
 from judgelab.runtime.progress import PlainProgress
-from judgelab.runtime.train_policy import PUSHED_FILE, run_train_policy
+from judgelab.runtime.train_policy import run_train_policy
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +116,7 @@ def test_train_policy_unit_trains_and_gold_evaluates_an_arm(
 
     store = PolicyStore(run_dir / "policy" / "plain")
     assert 2 in store.versions() and (run_dir / "policy" / "plain" / "v2").is_dir()
-    pushed = json.loads((run_dir / "train-policy" / "plain" / PUSHED_FILE).read_text())
+    pushed = json.loads((run_dir / "arms" / "plain" / PUSHED_FILE).read_text())  # the learner fed
     assert pushed == {"pushed_steps": 2, "replaced": []}  # nothing dropped, nothing replaced
     arm = next(a for a in state.arms if a.name == "plain")
     assert arm.step == 2 and arm.kl == lines[2]["kl"]

@@ -117,6 +117,11 @@ def test_learner_is_an_indexed_job_with_rendezvous(experiment_renders: dict[str,
     ]
     host = f"{job['metadata']['name']}-0.{service['metadata']['name']}"
     assert f"--master-addr={host}" in command
+    assert "--stage=train-policy" in command and "--feed-prompts" in command
+    for other in rendered.of_kind("Job"):  # only the policy learner feeds prompts
+        other_command = other["spec"]["template"]["spec"]["containers"][0]["command"]
+        feeds = "--feed-prompts" in other_command
+        assert feeds == ("--stage=train-policy" in other_command), other["metadata"]["name"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
 
 

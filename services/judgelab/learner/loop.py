@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +35,10 @@ from judgelab.learner.trainer import GrpoTrainer
 from judgelab.learner.watchdog import LostGroup, LostGroups
 
 log = logging.getLogger(__name__)
+
+
+class PromptSupply(Protocol):
+    def feed(self, done: int, dropped: Sequence[str] = ()) -> None: ...
 
 
 class GroupSource(Protocol):
@@ -70,6 +74,7 @@ class LearnerLoop:
         metrics: LearnerMetrics | None = None,
         control: LearnerControl | None = None,
         annotator: JobAnnotator | None = None,
+        feeder: PromptSupply | None = None,
     ) -> None:
         self.trainer = trainer
         self.source = source
@@ -88,6 +93,7 @@ class LearnerLoop:
         self.lost: dict[str, LostGroup] = {}
         self.is_main = trainer.info.is_main
         self.progress = ProgressFile(arm_dir, config.arm, config.total_steps)
+        self.feeder = feeder
 
     @property
     def steps_file(self) -> Path:
@@ -151,6 +157,8 @@ class LearnerLoop:
             self._serve_checkpoint_requests()
             if self.control.stop_requested:
                 return None
+            if self.feeder is not None:  # the next steps' prompts, and replacements of drops
+                self.feeder.feed(self.trainer.version, self.progress.dropped)
             wanted = self.config.prompts_per_step - len(batch)
             read = self.source.read(wanted, self.config.block_ms)
             for pending in read:

@@ -8,7 +8,8 @@ writes checkpoints under ``RUN_DIR/EXPERIMENT/arms/ARM``; other ranks train on w
 broadcasts. Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
 step in progress (checkpointing first). With ``--gold-address`` the policy is gold-evaluated at
 step 0 and every ``evaluation.every_n_steps`` (see ``gold_eval``); ``--judge-pool-address``
-adds the arm's proxy judge on the same samples.
+adds the arm's proxy judge on the same samples. With ``--feed-prompts`` rank 0 also pushes the
+arm's step prompts (and replacements of dropped groups) to the prompts stream (``feeder``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from judgelab.api.v1 import learner_pb2_grpc
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.learner.control import LearnerControl
 from judgelab.learner.distributed import DistInfo, init_from_env, shutdown
+from judgelab.learner.feeder import PUSHED_FILE, TRAIN_PROMPTS, PromptFeeder, load_prompts
 from judgelab.learner.gold_eval import build_gold_evaluator
 from judgelab.learner.job_annotation import JobAnnotator
 from judgelab.learner.loop import LearnerLoop, LoopConfig
@@ -47,6 +49,7 @@ from judgelab.spec.policy import GrpoAlgorithm
 
 log = logging.getLogger(__name__)
 PHASES = ("train-policy", "train-judges")
+FEED_DEFAULT = Path("-")  # --feed-prompts without a file: the run's Annotate split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,6 +80,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="held-out prompts file (default: RUN_DIR/EXPERIMENT/annotate/policy_eval.jsonl)",
+    )
+    parser.add_argument(
+        "--feed-prompts",
+        type=Path,
+        nargs="?",
+        const=FEED_DEFAULT,
+        default=None,
+        metavar="FILE",
+        help="push the arm's step prompts to the prompts stream from this training-prompts "
+        "JSONL (no FILE: RUN_DIR/EXPERIMENT/annotate/policy_train.jsonl); off by default",
     )
     add_security_arguments(parser)
     return parser.parse_args(argv)
@@ -147,13 +160,17 @@ def _train_arm(
     trainer = GrpoTrainer(engine.model, engine.tokenizer.pad_token_id, settings, dist_info=info)
     names = StreamNames(experiment.metadata.name)
     run = Path(experiment.spec.runtime.run_dir) / experiment.metadata.name
-    source, publisher = None, None
+    source, publisher, feeder = None, None, None
     if info.is_main:
         client = wait_for_redis(redis_url, experiment.spec.runtime.queues.redis_wait_s)
         source = StreamGroupSource(client, names, arm, engine.tokenizer)
         publisher = DirectoryPublisher(
             run / "policy" / arm, client, names.policy_version(arm), base_model=policy.model.name
         )
+        if args.feed_prompts is not None:
+            path = run / TRAIN_PROMPTS if args.feed_prompts == FEED_DEFAULT else args.feed_prompts
+            marker = run / "arms" / arm / PUSHED_FILE
+            feeder = PromptFeeder(client, names, arm, load_prompts(path), algo, marker)
     control.update(total_steps=algo.steps)
     config = LoopConfig(
         arm,
@@ -180,6 +197,7 @@ def _train_arm(
         metrics=metrics if info.is_main else None,
         control=control,
         annotator=JobAnnotator.from_env() if info.is_main else None,
+        feeder=feeder,
     )
     loop.resume()
     loop.run()
