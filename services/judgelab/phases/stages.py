@@ -82,6 +82,8 @@ STAGE_INFO: Mapping[Stage, StageInfo] = {
 }
 STAGES: tuple[Stage, ...] = tuple(Stage)
 GOLD_UNIT, REPORT_UNIT, SELF_JUDGE_UNIT = "gold", "report", "self-judge"
+#: The dpo-self-judge arm whose comparisons come from `policy.algorithm.external_judge`.
+EXTERNAL_JUDGE_UNIT = "external-judge"
 #: dpo-self-judge's Annotate: the data splits only (no proxy judge needs gold labels).
 SPLITS_UNIT = "splits"
 DPO_SELF_JUDGE = "dpo-self-judge"
@@ -108,9 +110,12 @@ def plan_units(spec: ExperimentSpec) -> dict[Stage, tuple[str, ...]]:
 
 def stage_services(spec: Mapping[str, Any], stage: Stage) -> tuple[str, ...]:
     """The services ``stage`` needs for this spec (``PhaseState.spec``, a plain mapping).
-    dpo-self-judge trains and samples in process: only the gold annotator serves it."""
+    dpo-self-judge trains and samples in process: only the gold annotator serves it, and the
+    judge pool during TrainPolicy when an arm judges with its ``external_judge``."""
     algorithm = (spec.get("policy") or {}).get("algorithm") or {}
     if algorithm.get("name") == DPO_SELF_JUDGE:
+        if stage == Stage.TRAIN_POLICY and algorithm.get("external_judge"):
+            return (ANNOTATOR, JUDGE_POOL)
         return (ANNOTATOR,)
     return STAGE_INFO[stage].services
 
@@ -126,9 +131,12 @@ def _annotate_units(spec: ExperimentSpec, judges: tuple[str, ...]) -> tuple[str,
 
 
 def plan_arms(spec: ExperimentSpec) -> tuple[ArmPlan, ...]:
-    """GRPO: one arm per `spec.arms` entry. dpo-self-judge: the loop and each baseline."""
+    """GRPO: one arm per `spec.arms` entry. dpo-self-judge: the loop, the external-judge loop
+    when `external_judge` is set (its judge named), and each baseline."""
     algorithm = spec.policy.algorithm
     if isinstance(algorithm, DpoSelfJudgeAlgorithm):
-        names = (SELF_JUDGE_UNIT, *algorithm.baselines)
-        return tuple(ArmPlan(name, "") for name in names)
+        external = algorithm.external_judge
+        arms = [ArmPlan(SELF_JUDGE_UNIT, "")]
+        arms += [ArmPlan(EXTERNAL_JUDGE_UNIT, external)] if external else []
+        return (*arms, *(ArmPlan(name, "") for name in algorithm.baselines))
     return tuple(ArmPlan(arm.name, arm.judge) for arm in spec.arms)

@@ -3,7 +3,8 @@
 The arm trains from ``policy.model`` on the policy-training prompts (Annotate's split, or the
 same split carved from the data when no Annotate ran), writes its rounds under
 ``RUN/arms/{arm}/`` and is gold-evaluated against the starting policy on the held-out prompts
-through the stage's gold annotator (``RUN/arms/{arm}/gold_win_rate.json``).
+through the stage's gold annotator (``RUN/arms/{arm}/gold_win_rate.json``). The
+``external-judge`` arm's comparisons go to the stage's judge pool.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from judgelab.engines import build_engine
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.phases import ArmProgress
-from judgelab.phases.stages import ANNOTATOR
+from judgelab.phases.stages import ANNOTATOR, EXTERNAL_JUDGE_UNIT, JUDGE_POOL
 from judgelab.runtime.context import UnitContext
 from judgelab.runtime.progress import Unit
 from judgelab.selfimprove.arms import run_arm
@@ -35,6 +36,7 @@ def run_train_self_improve(context: UnitContext, unit: Unit) -> None:
             raise RuntimeError(f"arm {unit.name} stopped: the run was cancelled")
         context.report(done, total, note)
 
+    pool = context.address(JUDGE_POOL) if unit.name == EXTERNAL_JUDGE_UNIT else None
     gold = GrpcGold(context.address(ANNOTATOR), experiment.metadata.name)
     try:
         summary = run_arm(
@@ -46,6 +48,7 @@ def run_train_self_improve(context: UnitContext, unit: Unit) -> None:
             context.run_dir / "arms" / unit.name,
             gold,
             progress=report,
+            judge_pool_address=pool,
         )
     finally:
         gold.close()

@@ -3,6 +3,9 @@
 * ``self-judge``: the self-judging DPO loop, reference in the judge prompt per
   ``policy.algorithm.with_reference``;
 * ``reference-free``: the same loop with the reference left out;
+* ``external-judge`` (when ``policy.algorithm.external_judge`` names a pairwise judge): the
+  same loop judged by that judge through the judge pool, with the reference when the judge is
+  reference-guided;
 * ``sft-on-references``: SFT of the policy on the reference answers.
 
 Each arm then answers the held-out prompts, as does the starting policy, and the gold judge's
@@ -21,7 +24,7 @@ from typing import Any
 from judgelab.engines.adapters import merged_engine
 from judgelab.engines.base import SamplingParams
 from judgelab.engines.transformers_engine import TransformersEngine
-from judgelab.phases.stages import SELF_JUDGE_UNIT
+from judgelab.phases.stages import EXTERNAL_JUDGE_UNIT, SELF_JUDGE_UNIT
 from judgelab.selfimprove.evaluate import gold_win_rate, write_win_rate
 from judgelab.selfimprove.files import (
     SUMMARY,
@@ -31,6 +34,7 @@ from judgelab.selfimprove.files import (
     write_json,
 )
 from judgelab.selfimprove.loop import LoopSettings, load_weights, run_rounds
+from judgelab.selfimprove.pool_judge import PoolJudge
 from judgelab.selfimprove.prompts import PromptRow
 from judgelab.selfimprove.sft_baseline import SFT_ON_REFERENCES, train_on_references
 from judgelab.spec.experiment import Experiment
@@ -39,7 +43,7 @@ from judgelab.units.gold import GoldLabeller
 from judgelab.units.progress import ProgressFn
 
 REFERENCE_FREE = "reference-free"
-ARMS = (SELF_JUDGE_UNIT, REFERENCE_FREE, SFT_ON_REFERENCES)
+ARMS = (SELF_JUDGE_UNIT, EXTERNAL_JUDGE_UNIT, REFERENCE_FREE, SFT_ON_REFERENCES)
 
 
 def dpo_algorithm(experiment: Experiment) -> DpoSelfJudgeAlgorithm:
@@ -58,15 +62,17 @@ def run_arm(
     arm_dir: Path,
     gold: GoldLabeller | None,
     progress: ProgressFn | None = None,
+    judge_pool_address: str | None = None,
 ) -> dict[str, Any]:
     """Train arm ``arm`` from ``base`` and gold-evaluate it (skipped when ``gold`` is None);
-    returns the arm's summary."""
+    returns the arm's summary. ``judge_pool_address``: where the external-judge arm's judge
+    is served."""
     if (arm_dir / SUMMARY).is_file():
         done: dict[str, Any] = read_json(arm_dir / SUMMARY)
         return done
     if arm not in ARMS:
         raise ValueError(f"unknown self-improvement arm {arm!r}; arms: {', '.join(ARMS)}")
-    model, training = _train(experiment, arm, base, train, arm_dir, progress)
+    model, training = _train(experiment, arm, base, train, arm_dir, progress, judge_pool_address)
     summary: dict[str, Any] = {"arm": arm, "training": training, "gold_win_rate": None}
     if gold is not None:
         spec = experiment.spec
@@ -103,6 +109,7 @@ def _train(
     train: Sequence[PromptRow],
     arm_dir: Path,
     progress: ProgressFn | None,
+    judge_pool_address: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(final model, what training did) for the arm."""
     spec = experiment.spec
@@ -110,6 +117,8 @@ def _train(
     seed = spec.runtime.seed
     if arm == SFT_ON_REFERENCES:
         return _sft(experiment, base, train, arm_dir, progress)
+    if arm == EXTERNAL_JUDGE_UNIT:
+        return _external(experiment, base, train, arm_dir, progress, judge_pool_address)
     settings = LoopSettings(
         arm=arm,
         algorithm=algorithm,
@@ -120,6 +129,51 @@ def _train(
     )
     result = run_rounds(base, train, settings, arm_dir, progress=progress)
     return result.model, {"kind": "self-judge-dpo", "rounds": result.rounds}
+
+
+def _external(
+    experiment: Experiment,
+    base: TransformersEngine,
+    train: Sequence[PromptRow],
+    arm_dir: Path,
+    progress: ProgressFn | None,
+    address: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The loop judged by ``external_judge`` through the judge pool at ``address``."""
+    spec = experiment.spec
+    algorithm = dpo_algorithm(experiment)
+    name = algorithm.external_judge
+    found = next((j for j in spec.judges if j.name == name), None)
+    if name is None or found is None:
+        raise ValueError(
+            f"arm {EXTERNAL_JUDGE_UNIT!r} needs policy.algorithm.external_judge to name a judge "
+            f"of spec.judges (got {name!r})"
+        )
+    if not address:
+        raise ValueError(
+            f"arm {EXTERNAL_JUDGE_UNIT!r} judges with {name!r} of the judge pool, but no "
+            "judge-pool address was given"
+        )
+    settings = LoopSettings(
+        arm=EXTERNAL_JUDGE_UNIT,
+        algorithm=algorithm,
+        lora=spec.policy.lora,
+        with_reference=found.reference_guided,
+        max_new_tokens=spec.policy.generation.max_new_tokens,
+        seed=spec.runtime.seed,
+    )
+    judge = PoolJudge(
+        address,
+        name,
+        reference_guided=found.reference_guided,
+        both_orders=algorithm.both_orders,
+        experiment=experiment.metadata.name,
+    )
+    try:
+        result = run_rounds(base, train, settings, arm_dir, external=judge, progress=progress)
+    finally:
+        judge.close()
+    return result.model, {"kind": "external-judge-dpo", "judge": name, "rounds": result.rounds}
 
 
 def _sft(

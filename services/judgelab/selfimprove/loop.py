@@ -1,8 +1,8 @@
 """The self-judging arms: rounds of sample K → judge every ordered pair → best vs worst → DPO.
 
 Round r samples with the model of round r-1 (round 1: the starting policy), judges with that
-same model unless an external judge engine is given, and trains DPO with that model as the
-reference (iterative DPO). Each round writes
+same model unless a judge engine or an external judge (the ``external-judge`` arm's judge-pool
+judge) is given, and trains DPO with that model as the reference (iterative DPO). Each round writes
 ``ARM/round-{r}/`` — ``pairs.jsonl``, the weights (``adapter/`` with LoRA, else ``model/``) and
 ``summary.json`` last, each atomically — so a rerun resumes after the last finished round.
 """
@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from judgelab.engines.adapters import merged_engine
 from judgelab.engines.base import Engine, SamplingParams
@@ -31,7 +31,7 @@ from judgelab.selfimprove.files import (
 )
 from judgelab.selfimprove.pairs import PairSet, best_vs_worst
 from judgelab.selfimprove.prompts import PromptRow, require_references
-from judgelab.selfimprove.sampling import sample_candidates
+from judgelab.selfimprove.sampling import Candidates, sample_candidates
 from judgelab.selfimprove.self_judge import JudgedCandidates, SelfJudge
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 from judgelab.spec.training import LoraSpec
@@ -51,6 +51,15 @@ class LoopSettings:
     seed: int = 0
 
 
+class ExternalJudge(Protocol):
+    """A judge other than the policy that scores candidates (``selfimprove.pool_judge``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def score(self, batch: Sequence[Candidates], arm: str) -> list[JudgedCandidates]: ...
+
+
 @dataclass
 class LoopResult:
     """The arm's final model (a peft model with LoRA) and every round's summary."""
@@ -66,9 +75,11 @@ def run_rounds(
     arm_dir: Path,
     *,
     judge_engine: Engine | None = None,
+    external: ExternalJudge | None = None,
     progress: ProgressFn | None = None,
 ) -> LoopResult:
-    """Every round of ``settings.algorithm`` on ``rows``; rounds already done are loaded."""
+    """Every round of ``settings.algorithm`` on ``rows``; rounds already done are loaded.
+    Judging: ``external`` when given, else ``judge_engine``, else the round's policy."""
     if settings.with_reference:
         require_references(rows, settings.arm)
     lora = settings.lora.enabled
@@ -82,7 +93,8 @@ def run_rounds(
     result = LoopResult(model, [read_json(round_dir(arm_dir, r) / SUMMARY) for r in done])
     for number in range(last + 1, total + 1):
         report = _reporter(progress, number, total)
-        summary = _round(arm_dir, base, rows, settings, number, result, judge_engine, report)
+        judging = external, judge_engine
+        summary = _round(arm_dir, base, rows, settings, number, result, judging, report)
         directory = round_dir(arm_dir, number)
         save_weights(result.model, base.tokenizer, weights_dir(directory, lora), lora)
         write_json(directory / SUMMARY, summary)
@@ -97,10 +109,11 @@ def _round(
     settings: LoopSettings,
     number: int,
     result: LoopResult,
-    judge_engine: Engine | None,
+    judging: tuple[ExternalJudge | None, Engine | None],
     report: ProgressFn,
 ) -> dict[str, Any]:
     algorithm = settings.algorithm
+    external, judge_engine = judging
     policy = base if number == 1 else merged_engine(copy.deepcopy(result.model), base)
     params = SamplingParams(
         max_new_tokens=settings.max_new_tokens,
@@ -112,9 +125,15 @@ def _round(
     started = time.perf_counter()
     candidates = sample_candidates(policy, rows, algorithm.num_candidates, params)
     sampled = time.perf_counter()
-    report(1, 3, "self-judging")
-    judge = SelfJudge.on(judge_engine or policy, settings.with_reference, algorithm.both_orders)
-    judged = judge.score(candidates, settings.arm)
+    if external is not None:
+        report(1, 3, f"judging with {external.name}")
+        judged = external.score(candidates, settings.arm)
+        judge_name = external.name
+    else:
+        report(1, 3, "self-judging")
+        judge = SelfJudge.on(judge_engine or policy, settings.with_reference, algorithm.both_orders)
+        judged = judge.score(candidates, settings.arm)
+        judge_name = "policy" if judge_engine is None else judge_engine.name
     judging_s = time.perf_counter() - sampled
     pairs = best_vs_worst(judged)
     write_pairs(round_dir(arm_dir, number), pairs)
@@ -122,7 +141,7 @@ def _round(
         "round": number,
         "arm": settings.arm,
         "with_reference": settings.with_reference,
-        "judge": "policy" if judge_engine is None else judge_engine.name,
+        "judge": judge_name,
         "prompts": len(rows),
         "candidates_per_prompt": algorithm.num_candidates,
         "sampling_seconds": round(sampled - started, 3),

@@ -13,13 +13,14 @@ unbatched baseline).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from judgelab.engines.base import CandidateScores, Conversation, Engine
 from judgelab.judging import JudgeConfig, PairwiseJudge
 from judgelab.judging.pairwise import Group, group_pairs, win_rates
 from judgelab.judging.results import PairwiseJudgement
+from judgelab.judging.samples import Pair
 from judgelab.selfimprove.prompts import require_references
 from judgelab.selfimprove.sampling import Candidates
 
@@ -81,20 +82,33 @@ class SelfJudge:
         """Every prompt's candidates scored, ``groups_per_call`` prompts per engine call."""
         if self.with_reference:
             require_references([c.row for c in batch], arm)
-        result: list[JudgedCandidates] = []
-        for start in range(0, len(batch), self.groups_per_call):
-            result += self._score_chunk(batch[start : start + self.groups_per_call])
-        return result
 
-    def _score_chunk(self, chunk: Sequence[Candidates]) -> list[JudgedCandidates]:
+        def judge_pairs(pairs: list[Pair]) -> list[PairwiseJudgement]:
+            return self.judge.judge(pairs, both_orders=self.both_orders)
+
+        return judge_candidates(batch, judge_pairs, self.groups_per_call)
+
+
+def judge_candidates(
+    batch: Sequence[Candidates],
+    judge_pairs: Callable[[list[Pair]], list[PairwiseJudgement]],
+    groups_per_call: int = GROUPS_PER_CALL,
+) -> list[JudgedCandidates]:
+    """Every prompt's candidates scored by mean P(win): the pairs of ``groups_per_call`` prompts
+    go to ``judge_pairs`` at once, which returns one judgement per pair, in order."""
+    result: list[JudgedCandidates] = []
+    for start in range(0, len(batch), groups_per_call):
+        chunk = batch[start : start + groups_per_call]
         planned = [group_pairs(_group(c)) for c in chunk]
         flat = [pair for pairs, _ in planned for pair in pairs]
-        judged = iter(self.judge.judge(flat, both_orders=self.both_orders))
-        result = []
+        judgements = judge_pairs(flat)
+        if len(judgements) != len(flat):
+            raise RuntimeError(f"{len(judgements)} judgements for {len(flat)} pairs")
+        judged = iter(judgements)
         for candidates, (_, ij) in zip(chunk, planned, strict=True):
             rates = win_rates(len(candidates.texts), ij, judged)
             result.append(JudgedCandidates(candidates, rates.win_rates, rates.pairs))
-        return result
+    return result
 
 
 def _group(candidates: Candidates) -> Group:

@@ -62,7 +62,8 @@ class ExperimentSpec(StrictModel):
     judges: list[ProxyJudgeSpec] = Field(
         default_factory=list,
         max_length=32,
-        description="Proxy judges (at least one for `grpo`; none needed for `dpo-self-judge`).",
+        description="Proxy judges (at least one for `grpo`; `dpo-self-judge` needs none, or the "
+        "pairwise one its `external_judge` names).",
     )
     arms: list[ArmSpec] = Field(
         default_factory=list,
@@ -209,7 +210,26 @@ class ExperimentSpec(StrictModel):
                     "needs reference answers: set data.fields.reference or data.reference_model",
                 )
             )
-        return issues
+        return issues + self._external_judge_issues(algorithm.external_judge)
+
+    def _external_judge_issues(self, name: str | None) -> list[Issue]:
+        if name is None:
+            return []
+        at = ("policy", "algorithm", "external_judge")
+        found = next((j for j in self.judges if j.name == name), None)
+        if found is None:
+            known = ", ".join(j.name for j in self.judges) or "none defined"
+            return [Issue(at, name, f"must name a judge in spec.judges ({known})")]
+        if found.protocol != "pairwise":
+            return [
+                Issue(
+                    at,
+                    name,
+                    f"must name a pairwise judge: {name!r} is {found.protocol} (the arm ranks "
+                    "candidates by pairwise win probability)",
+                )
+            ]
+        return []
 
     def _evaluation_issues(self) -> list[Issue]:
         issues: list[Issue] = []

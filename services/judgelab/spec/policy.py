@@ -150,6 +150,14 @@ class DpoSelfJudgeAlgorithm(StrictModel):
         description="Comparison arms: `sft-on-references` (SFT on the reference answers) and "
         "`reference-free` (the same loop without the reference).",
     )
+    external_judge: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of a pairwise judge in `spec.judges`: adds the arm `external-judge`, "
+        "the same loop with every comparison made by that judge through the judge pool (after "
+        "TrainJudges trained it; recipe `none` serves it as configured), with the reference "
+        "when that judge is reference-guided. Unset: no such arm.",
+    )
 
 
 Algorithm = Annotated[GrpoAlgorithm | DpoSelfJudgeAlgorithm, Field(discriminator="name")]

@@ -38,6 +38,7 @@ from judgelab.selfimprove.versus_reference import reference_win_rates, win_rates
 from judgelab.spec.experiment import Experiment
 from judgelab.units.baseline_answers import load_baseline_answers, resolve_baseline_path
 from judgelab.units.evaluate import EvaluateSummary, evaluate_dir
+from judgelab.units.evaluate_judges import convert_judges_json
 from judgelab.units.evaluate_outputs import EvaluateError
 from judgelab.units.evaluate_results import write_json
 from judgelab.units.gold import GoldLabeller
@@ -117,6 +118,7 @@ def run_evaluate_self_improve(
         doc = evaluate_self_improve(experiment, run_dir, out_dir, gold, report, factory, cancelled)
     finally:
         gold.close()
+    judges_json = convert_judges_json(run_dir, experiment, {})  # an external judge's study
     arms: dict[str, dict[str, Any]] = doc["arms"]
     starts = [a["gold_start_mean"] for a in arms.values() if a["gold_start_mean"] is not None]
     summary = EvaluateSummary(
@@ -133,6 +135,7 @@ def run_evaluate_self_improve(
             **{f"outputs/{arm}": out_dir / "outputs" / f"{arm}.jsonl" for arm in arms},
         },
         seconds=time.monotonic() - started,
+        judges_json=judges_json,
     )
     write_json(out_dir / "summary.json", summary.to_json())
     sys.stderr.write(summary.format() + "\n")
