@@ -226,6 +226,8 @@ def test_unit_runs_grpo_after_sft_and_records_it(
     assert isinstance(grpo, dict) and grpo == summary.grpo
     assert grpo["steps"] == 2 and len(grpo["reward_mean"]) == len(grpo["invalid_rate"]) == 2
     assert all(-1.0 <= r <= 1.0 for r in grpo["reward_mean"])
+    assert grpo["settings"]["force_verdict"] is True and len(grpo["forced_rate"]) == 2
+    assert all(f <= i for f, i in zip(grpo["forced_rate"], grpo["invalid_rate"], strict=True))
     assert grpo["items"] == 3 and grpo["skipped"] == {"gold_invalid:unparseable": 1}
     assert grpo["settings"]["max_new_tokens"] == 16 + 32 and grpo["seconds"] > 0
     assert grpo["after_sft"]["examples"] == grpo["after"]["examples"] == 3

@@ -118,6 +118,20 @@ class JudgeGrpoSpec(StrictModel):
         description="Judge-training items per step (each gets num_generations rollouts).",
     )
     temperature: float = Field(default=1.0, gt=0, le=2, description="Rollout sampling temperature.")
+    force_verdict: bool = Field(
+        default=True,
+        description="Judges that force their verdict at inference (pointwise reasoning judges "
+        "with budget forcing) get it forced in GRPO too: a rollout without a valid verdict line "
+        "gets `Score: n` appended (n sampled from the judge's distribution there), trains on "
+        "those tokens and is rewarded minus `forced_penalty`; off: such a rollout gets -1.",
+    )
+    forced_penalty: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Subtracted from a forced verdict's reward, so finishing on its own pays "
+        "(0: no penalty; 1: a forced verdict earns at most 0, an invalid one -1).",
+    )
 
 
 class JudgeTrainingSpec(StrictModel):

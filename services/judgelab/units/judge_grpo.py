@@ -13,6 +13,11 @@ where judging would find it:
 * pointwise: ``(M - (ŝ - s)²) / M`` with ``M = (max - min)²``;
 * pairwise: 1 when the preferred label is gold's, 0 otherwise;
 * both: -1 when there is no valid verdict (unparseable, truncated, empty, off the scale).
+
+With a ``VerdictForcing`` (pointwise judges that force verdicts at inference, see
+``judge_grpo_forcing``) a sample without a valid verdict gets one appended and is rewarded
+for it, minus a penalty; ``invalid_rate`` stays strict (the judge's own outputs without a
+verdict) and ``forced_rate`` counts the forced ones.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from judgelab.engines.base import ChatMessage, Generation, SamplingParams
+from judgelab.engines.base import ChatMessage, SamplingParams
 from judgelab.engines.chat import render_prompt
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.judging.parsing import parse_preference, parse_score
@@ -35,11 +40,14 @@ from judgelab.learner.steplog import StepLog
 from judgelab.learner.trainer import GrpoTrainer
 from judgelab.spec.judges import JudgeGrpoSpec
 from judgelab.spec.training import LoraSpec
+from judgelab.units.judge_grpo_forcing import (
+    INVALID_REWARD,
+    RewardFn,
+    Rollout,
+    VerdictForcing,
+    rollout,
+)
 from judgelab.units.progress import ProgressFn
-
-INVALID_REWARD = -1.0
-#: Reward of one sampled verdict: (generated text, finish reason) -> reward.
-RewardFn = Callable[[str, str], float]
 
 
 def score_reward(text: str, finish_reason: str, gold: int, scale: Scale) -> float:
@@ -75,7 +83,10 @@ class GrpoStepRecord:
     step: int
     reward_mean: float
     reward_std: float
+    #: Share of verdicts whose own output had no valid verdict (strict; forced ones included).
     invalid_rate: float
+    #: Share of verdicts that got their verdict line forced (and its reward, less the penalty).
+    forced_rate: float
     loss: float
     kl: float
     grad_norm: float
@@ -118,8 +129,10 @@ def train_judge_grpo(
     max_new_tokens: int,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    forcing: VerdictForcing | None = None,
 ) -> GrpoRun:
-    """Train ``model`` (the SFT judge, modified in place) with ``spec.steps`` GRPO steps."""
+    """Train ``model`` (the SFT judge, modified in place) with ``spec.steps`` GRPO steps;
+    ``forcing``: how samples without a verdict get one (None: they get -1)."""
     if not items:
         raise ValueError("judge GRPO needs at least one judge-training item")
     started = time.perf_counter()
@@ -139,16 +152,19 @@ def train_judge_grpo(
         chosen = next(batches)
         trainer.policy.eval()  # verdicts are sampled without dropout
         generated = time.perf_counter()
-        groups, rewards, lengths = _rollouts(
-            sampler, chosen, (step, trainer.version), spec, max_new_tokens, seed
+        groups, rollouts = _rollouts(
+            sampler, chosen, (step, trainer.version), spec, max_new_tokens, (seed, forcing)
         )
         generate_s = time.perf_counter() - generated
         trainer.policy.train()
         log = trainer.step(groups)
-        records.append(_record(step + 1, rewards, lengths, spec.num_generations, log, generate_s))
+        records.append(_record(step + 1, rollouts, spec.num_generations, log, generate_s))
         if progress is not None:
             last = records[-1]
-            note = f"grpo reward {last.reward_mean:.3f} invalid {last.invalid_rate:.2f}"
+            note = (
+                f"grpo reward {last.reward_mean:.3f} invalid {last.invalid_rate:.2f} "
+                f"forced {last.forced_rate:.2f}"
+            )
             progress(step + 1, spec.steps, note)
     trained: Any = trainer.policy
     trained.eval()
@@ -175,23 +191,28 @@ def _rollouts(
     at: tuple[int, int],
     spec: JudgeGrpoSpec,
     max_new_tokens: int,
-    seed: int,
-) -> tuple[list[TrainGroup], list[float], list[int]]:
-    """G verdicts per item from the current weights (``at``: step, policy version), rewarded."""
+    forced: tuple[int, VerdictForcing | None],
+) -> tuple[list[TrainGroup], list[Rollout]]:
+    """G verdicts per item from the current weights (``at``: step, policy version), rewarded;
+    ``forced``: (seed, forcing)."""
     step, version = at
+    seed, forcing = forced
     size = spec.num_generations
     params = SamplingParams(
         max_new_tokens=max_new_tokens, temperature=spec.temperature, seed=seed + step
     )
     conversations = [item.conversation for item in items for _ in range(size)]
     generations = sampler.generate(conversations, params)
-    groups, rewards = [], []
+    rng = random.Random(f"judge-grpo-forcing:{seed}:{step}")
+    groups, rollouts = [], []
     for k, item in enumerate(items):
-        mine = generations[k * size : (k + 1) * size]
-        scored = [item.reward(g.text, g.finish_reason) for g in mine]
-        groups.append(_group(f"{step}:{k}:{item.id}", version, sampler, item, mine, scored))
-        rewards.extend(scored)
-    return groups, rewards, [len(g.token_ids) for g in generations]
+        mine = [
+            rollout(sampler, item.conversation, g, item.reward, forcing, rng, spec.temperature)
+            for g in generations[k * size : (k + 1) * size]
+        ]
+        groups.append(_group(f"{step}:{k}:{item.id}", version, sampler, item, mine))
+        rollouts.extend(mine)
+    return groups, rollouts
 
 
 def _group(
@@ -199,8 +220,7 @@ def _group(
     version: int,
     sampler: TransformersEngine,
     item: GrpoItem,
-    generations: list[Generation],
-    rewards: list[float],
+    rollouts: list[Rollout],
 ) -> TrainGroup:
     prompt = render_prompt(sampler.tokenizer, item.conversation)
     prompt_ids = sampler.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -208,19 +228,20 @@ def _group(
         group_id=group_id,
         policy_version=version,
         prompt_ids=tuple(prompt_ids),
-        completions=tuple(tuple(g.token_ids) for g in generations),
-        rewards=tuple(rewards),
+        completions=tuple(r.token_ids for r in rollouts),
+        rewards=tuple(r.reward for r in rollouts),
     )
 
 
 def _record(
     step: int,
-    rewards: list[float],
-    lengths: list[int],
+    rollouts: list[Rollout],
     size: int,
     log: StepLog,
     generate_s: float,
 ) -> GrpoStepRecord:
+    rewards = [r.reward for r in rollouts]
+    lengths = [len(r.token_ids) for r in rollouts]
     mean = sum(rewards) / len(rewards)
     variance = sum((r - mean) ** 2 for r in rewards) / max(len(rewards) - 1, 1)
     grouped = [rewards[i : i + size] for i in range(0, len(rewards), size)]
@@ -228,7 +249,8 @@ def _record(
         step=step,
         reward_mean=mean,
         reward_std=math.sqrt(variance),
-        invalid_rate=sum(r == INVALID_REWARD for r in rewards) / len(rewards),
+        invalid_rate=sum(not r.valid for r in rollouts) / len(rollouts),
+        forced_rate=sum(r.forced for r in rollouts) / len(rollouts),
         loss=log.loss,
         kl=log.kl,
         grad_norm=log.grad_norm,

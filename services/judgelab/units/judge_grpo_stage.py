@@ -7,7 +7,9 @@ orders are trained. Rows that cannot be items are reported with their reason, ne
 silently.
 
 The stage records, for training.json's ``"grpo"``: its settings, per-step reward mean, invalid
-rate and the rest of each step's record, its cost in seconds, and the judge's evaluation on
+rate (strict: the judge's own outputs without a verdict), forced rate (those given a forced
+verdict line, see ``judge_grpo_forcing``; judges that force verdicts at inference only) and the
+rest of each step's record, its cost in seconds, and the judge's evaluation on
 judge_eval before it (after SFT) and after it. ``strict_invalid_rate`` there is the share of
 judge_eval verdicts the judge's own output did not give, budget forcing aside: a reasoning judge
 cut off by its budget gets its verdict forced (and counts as valid in ``invalid_rate``), but its
@@ -39,6 +41,7 @@ from judgelab.units.judge_eval import JudgeEvaluation, evaluate_judge, gold_pair
 from judgelab.units.judge_grpo import (
     GrpoItem,
     GrpoRun,
+    VerdictForcing,
     preference_reward,
     score_reward,
     train_judge_grpo,
@@ -103,8 +106,19 @@ def run_grpo_stage(
             f"skipped: {dict(Counter(why for _, why in skipped))})"
         )
     settings = spec.training.grpo
+    forcing = None
+    if settings.force_verdict and config.forces_verdict:
+        forcing = VerdictForcing.for_scale(config.scale, settings.forced_penalty)
     run = train_judge_grpo(
-        sft_model, base, items, settings, spec.training.lora, limit, seed=seed, progress=progress
+        sft_model,
+        base,
+        items,
+        settings,
+        spec.training.lora,
+        limit,
+        seed=seed,
+        progress=progress,
+        forcing=forcing,
     )
     record = _record(run, settings.model_dump(), items, skipped, limit)
     record["eval_seconds_after_sft"] = eval_s
@@ -245,6 +259,7 @@ def _record(
         "steps": len(steps),
         "reward_mean": [step["reward_mean"] for step in steps],
         "invalid_rate": [step["invalid_rate"] for step in steps],
+        "forced_rate": [step["forced_rate"] for step in steps],
         "step_log": steps,
         "seconds": run.seconds,
     }
