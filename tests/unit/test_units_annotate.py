@@ -31,9 +31,12 @@ SPLITS = {"judge_train": 4, "judge_eval": 2, "policy_train": 2, "policy_eval": 1
 SPLIT_FILES = ["judge_train", "judge_eval", "policy_train", "policy_eval"]
 
 
-def experiment(data: dict[str, Any] | None = None, **responses: Any) -> Experiment:
+def experiment(
+    data: dict[str, Any] | None = None, gold: dict[str, Any] | None = None, **responses: Any
+) -> Experiment:
     spec = yaml.safe_load(QUICKSTART.read_text())
     spec["spec"]["data"].update(data or {})
+    spec["spec"]["gold"].update(gold or {})
     spec["spec"]["data"]["splits"] = SPLITS
     spec["spec"]["data"]["responses"].update({"max_new_tokens": 6, **responses})
     spec["spec"]["evaluation"]["heldout_prompts"] = 1
@@ -258,7 +261,7 @@ def test_samples_too_long_for_the_gold_become_invalid_labels(
         )
     )
     data = {"source": "local", "name": None, "path": str(path), "fields": {"prompt": "prompt"}}
-    exp = experiment(data)
+    exp = experiment(data, gold={"max_tokens": 128})
     # Room for a short item's judge prompt and the gold's 128 tokens, not for 400 more words.
     core = gold_core(exp, ConstantEngine(context_length=600))
     server = start_gold_annotator_server(core) if transport == "grpc" else None
