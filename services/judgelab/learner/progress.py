@@ -1,8 +1,10 @@
 """The arm's ``progress.json``: the last step the learner finished and every group it dropped.
 
-The runtime's prompt feeder follows it: it pushes the prompts of the next steps once a step is
-done, and one replacement prompt per dropped group (it pushes exactly ``prompts_per_step``
-prompts a step, so a dropped group would otherwise leave the learner waiting forever). A drop is
+The prompt feeder (``feeder``, run by the learner itself with ``--feed-prompts``, or by a caller
+following this file) pushes the prompts of the next steps once a step is done, and one
+replacement prompt per dropped group (it pushes exactly ``prompts_per_step`` prompts a step, so
+a dropped group would otherwise leave the learner waiting forever). The local runtime reads the
+step from it for progress. A drop is
 written as it happens, before the group is acked, and the list is kept across restarts.
 """
 
