@@ -27,14 +27,7 @@ def apply_adapter(base: TransformersEngine, adapter: Path) -> TransformersEngine
 def merged_engine(model: Any, base: TransformersEngine) -> TransformersEngine:
     """An engine on ``model`` with LoRA weights merged in (plain forward passes, no adapter hop)."""
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    return TransformersEngine(
-        merged,
-        base.tokenizer,
-        max_batch_size=base.max_batch_size,
-        device=base.device,
-        name=f"{base.name}+trained",
-        context_length=base.context_length,
-    )
+    return base.sibling(merged, name=f"{base.name}+trained")
 
 
 class LoraShape(Protocol):

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,10 @@ from judgelab.engines.base import (
     SamplingParams,
 )
 from judgelab.engines.chat import ensure_chat_template, render_prompt
+from judgelab.engines.mixed_precision import MixedPrecision, autocast
+from judgelab.engines.mixed_precision import resolve as resolve_mixed_precision
 from judgelab.engines.prefix_sharing import (
+    GrowingLayer,
     PrefixGroup,
     decode_batches,
     growable,
@@ -106,6 +110,7 @@ class TransformersEngine(Engine):
         name: str = "transformers",
         context_length: int | None = None,
         share_prefixes: bool = True,
+        mixed_precision: MixedPrecision = "no",
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -116,6 +121,7 @@ class TransformersEngine(Engine):
         self.generate_batch_tokens = GENERATE_BATCH_TOKENS
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
+        self.mixed_precision = resolve_mixed_precision(mixed_precision, self.device)
         self.tokenizer = tokenizer
         ensure_chat_template(tokenizer)
         if tokenizer.pad_token_id is None:
@@ -152,7 +158,25 @@ class TransformersEngine(Engine):
             device=device,
             name=spec.name,
             context_length=spec.context_length,
+            mixed_precision=spec.mixed_precision,
         )
+
+    def sibling(self, model: Any, name: str | None = None) -> TransformersEngine:
+        """An engine on ``model`` (a trained or merged copy of this one's) with this engine's
+        tokenizer and settings."""
+        engine = TransformersEngine(
+            model,
+            self.tokenizer,
+            max_batch_size=self.max_batch_size,
+            device=self.device,
+            name=name or self.name,
+            context_length=self._context_length,
+            share_prefixes=self.share_prefixes,
+            mixed_precision=self.mixed_precision,
+        )
+        engine.score_batch_tokens = self.score_batch_tokens
+        engine.generate_batch_tokens = self.generate_batch_tokens
+        return engine
 
     # -- Engine API -----------------------------------------------------------------
     @property
@@ -200,7 +224,7 @@ class TransformersEngine(Engine):
         for ids, conts in zip(prompt_ids, continuations, strict=True):
             # The longest candidate's last token is predicted, never fed in.
             self._check_fits(len(ids) + max(len(t) for t in conts.values()) - 1)
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), self._mixed():
             scores = self._score_all(prompt_ids, continuations)
         return [CandidateScores(candidates, logprobs) for logprobs in scores]
 
@@ -241,6 +265,16 @@ class TransformersEngine(Engine):
         if end == 0 or not growable(self.model.config):
             return None
         layers = growing_layers(self.model.config, capacity)
+        with self._mixed():
+            self._prefill_into(layers, heads, end)
+        for layer in layers:
+            layer.set_length(end)
+        return Cache(layers=list(layers))
+
+    def _prefill_into(self, layers: list[GrowingLayer], heads: list[list[int]], end: int) -> None:
+        """Each row's keys and values, right-aligned at ``end``, in the model's dtype (decoding
+        continues in it even when the prefill ran in bfloat16)."""
+        dtype = self.dtype
         for batch in self._score_batches([len(head) for head in heads]):
             rows = [row for row in batch if heads[row]]
             if not rows:
@@ -251,13 +285,10 @@ class TransformersEngine(Engine):
             for layer, done in zip(layers, part, strict=True):
                 keys, values = done.contents()
                 if not layer.is_initialized:
-                    layer.allocate(len(prompt_ids), keys, values)
+                    layer.allocate(len(heads), keys.to(dtype), values.to(dtype))
                 for i, row in enumerate(rows):
                     n = len(heads[row])
                     layer.place(row, keys[i, :, -n:], values[i, :, -n:], end)
-        for layer in layers:
-            layer.set_length(end)
-        return Cache(layers=list(layers))
 
     def _generation_config(self, params: SamplingParams) -> GenerationConfig:
         sampling = params.temperature > 0
@@ -471,6 +502,10 @@ class TransformersEngine(Engine):
         input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences])
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
         return input_ids.to(self.device), mask.to(self.device)
+
+    def _mixed(self) -> AbstractContextManager[None]:
+        """Autocast for the compute-bound passes (prefill, scoring); decoding stays outside."""
+        return autocast(self.mixed_precision, self.device)
 
     def _check_fits(self, tokens: int) -> None:
         if tokens > self.context_length:

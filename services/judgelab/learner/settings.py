@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from judgelab.engines.mixed_precision import MixedPrecision
 from judgelab.learner.grpo import LossType
 from judgelab.spec.policy import GrpoAlgorithm, PolicySpec
 from judgelab.spec.training import LLAMA_LINEAR_MODULES, LoraSpec
@@ -51,6 +52,8 @@ class TrainerSettings:
     temperature: float = 1.0
     seed: int = 0
     lora: LoraSettings = field(default_factory=LoraSettings)
+    #: ``bf16``: forward and backward under bfloat16 autocast (see engines.mixed_precision).
+    mixed_precision: MixedPrecision = "no"
 
     def __post_init__(self) -> None:
         if self.group_size < 1 or self.gradient_accumulation_steps < 1 or self.max_staleness < 0:
@@ -81,4 +84,5 @@ def settings_from_spec(policy: PolicySpec, seed: int) -> TrainerSettings:
         temperature=policy.generation.temperature or 1.0,
         seed=seed,
         lora=LoraSettings.from_spec(policy.lora),
+        mixed_precision=policy.model.mixed_precision,
     )

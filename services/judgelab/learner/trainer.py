@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from judgelab.engines.mixed_precision import autocast
+from judgelab.engines.mixed_precision import resolve as resolve_mixed_precision
 from judgelab.learner import checkpoint
 from judgelab.learner.advantages import group_advantages
 from judgelab.learner.batch import Batch, TrainGroup, check_vocab, collate, widths
@@ -75,6 +77,9 @@ class GrpoTrainer:
         self.model: nn.Module = (
             DistributedDataParallel(self.policy) if self.info.active else self.policy
         )
+        self.mixed_precision = resolve_mixed_precision(
+            settings.mixed_precision, next(self.policy.parameters()).device
+        )
         self.vocab_size = int(self.policy.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
         self.version = 0
         self.history: dict[int, dict[str, Tensor]] = {}
@@ -119,7 +124,7 @@ class GrpoTrainer:
         batch = collate(groups, self.pad_token_id, width)
         stale_old = self._stale_logprobs(groups, batch)
         ref = self._reference_logprobs(batch)
-        logits = forward_logits(self.model, batch, self.settings.temperature)
+        logits = self._logits(self.model, batch)
         mask = batch.completion_mask
         completion_ids = batch.input_ids[:, -batch.completion_width :]
         logprobs = token_logprobs(logits, completion_ids, mask)
@@ -152,12 +157,19 @@ class GrpoTrainer:
         sums["kl"] += (stats.kl or 0.0) * tokens
         sums["entropy"] += (stats.entropy or 0.0) * tokens
 
+    def _logits(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Float32 logits / temperature of ``model`` on ``batch``, the forward pass (and so its
+        backward) in bfloat16 under ``mixed_precision: bf16``."""
+        device = next(self.policy.parameters()).device
+        with autocast(self.mixed_precision, device):
+            return forward_logits(model, batch, self.settings.temperature)
+
     # -- log-probs under other policies ------------------------------------------------------
     @torch.no_grad()
     def _reference_logprobs(self, batch: Batch) -> Tensor:
         """π_init's log-probs (the KL is always logged; it enters the loss only when beta > 0)."""
         with self.reference.model() as ref_model:
-            logits = forward_logits(ref_model, batch, self.settings.temperature)
+            logits = self._logits(ref_model, batch)
         completion_ids = batch.input_ids[:, -batch.completion_width :]
         return token_logprobs(logits, completion_ids, batch.completion_mask)
 
@@ -175,7 +187,7 @@ class GrpoTrainer:
         try:
             for version in sorted(versions):
                 with swapped_weights(self.params, self.history[version]):
-                    logits = forward_logits(self.policy, batch, self.settings.temperature)
+                    logits = self._logits(self.policy, batch)
                 lp = token_logprobs(logits, completion_ids, batch.completion_mask)
                 old = torch.where((rows == version)[:, None], lp, old)
         finally:

@@ -110,17 +110,7 @@ class PolicyHolder:
         assert isinstance(old, TransformersEngine)
         started = time.perf_counter()
         info, model = self.store.load(version, self._base)
-        engine = TransformersEngine(
-            model,
-            old.tokenizer,
-            max_batch_size=old.max_batch_size,
-            device=old.device,
-            name=old.name,
-            context_length=old.context_length,
-            share_prefixes=old.share_prefixes,
-        )
-        engine.score_batch_tokens = old.score_batch_tokens
-        engine.generate_batch_tokens = old.generate_batch_tokens
+        engine = old.sibling(model)
         self._current = ActivePolicy(info, engine)
         self.loads_total += 1
         seconds = time.perf_counter() - started

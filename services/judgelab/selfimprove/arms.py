@@ -199,6 +199,7 @@ def _sft(
             Path(work),
             seed=spec.runtime.seed,
             progress=progress,
+            mixed_precision=base.mixed_precision,
         )
     save_weights(result.model, base.tokenizer, weights_dir(directory, lora.enabled), lora.enabled)
     training = {

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from judgelab.engines.adapters import with_lora
+from judgelab.engines.mixed_precision import MixedPrecision
 from judgelab.selfimprove.pairs import PreferencePair
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 from judgelab.spec.training import LoraSpec
@@ -79,6 +80,7 @@ def train_dpo_round(
     reference: Any = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    mixed_precision: MixedPrecision = "no",
 ) -> DpoResult:
     """``algorithm.epochs`` passes of DPO over ``pairs`` (beta and lr from the spec).
 
@@ -100,7 +102,7 @@ def train_dpo_round(
         num_train_epochs=algorithm.epochs,
         per_device_train_batch_size=algorithm.batch_size,
         max_length=MAX_LENGTH,
-        **local_trainer_args(DPOConfig, model, seed),
+        **local_trainer_args(DPOConfig, model, seed, mixed_precision),
     )
     trainer = DPOTrainer(
         model=model,

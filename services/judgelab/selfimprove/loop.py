@@ -157,6 +157,7 @@ def _round(
             trained = train_dpo_round(
                 result.model, base.tokenizer, pairs.pairs, algorithm, Path(work),
                 reference=reference, seed=settings.seed + number,
+                mixed_precision=base.mixed_precision,
             )  # fmt: skip
         result.model = trained.model
         summary["dpo"] = trained.to_json()

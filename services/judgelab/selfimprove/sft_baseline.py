@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from judgelab.engines.chat import render_prompt
+from judgelab.engines.mixed_precision import MixedPrecision
 from judgelab.selfimprove.dpo import MAX_LENGTH
 from judgelab.selfimprove.prompts import PromptRow, require_references
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
@@ -72,11 +73,20 @@ def train_on_references(
     work_dir: Path,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    mixed_precision: MixedPrecision = "no",
 ) -> tuple[SftResult, list[str]]:
     """SFT of ``model`` (modified in place) on the references; (result, ids too long)."""
     settings = sft_settings(algorithm)
     examples, too_long = reference_examples(tokenizer, rows, settings.max_length)
     result = train_sft(
-        model, tokenizer, examples, settings, lora, work_dir, seed=seed, progress=progress
+        model,
+        tokenizer,
+        examples,
+        settings,
+        lora,
+        work_dir,
+        seed=seed,
+        progress=progress,
+        mixed_precision=mixed_precision,
     )
     return result, too_long

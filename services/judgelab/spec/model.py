@@ -50,6 +50,13 @@ class ModelSpec(StrictModel):
     device: str = Field(
         default="auto", description="Torch device for `transformers`: auto, cpu, cuda, cuda:N."
     )
+    mixed_precision: Literal["no", "bf16"] = Field(
+        default="no",
+        description="`bf16`: prefill, scoring and training passes of a `transformers` model run "
+        "their matrix products in bfloat16 (autocast; weights keep `dtype`, decoding and "
+        "log-probs stay in it). About 2x faster on CPUs with AVX512-BF16/AMX; falls back to "
+        "`no` with a warning where bfloat16 is not native.",
+    )
     max_concurrency: int = Field(
         default=16,
         ge=1,

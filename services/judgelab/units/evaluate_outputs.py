@@ -154,15 +154,7 @@ def load_version(base: Engine, store: PolicyStore, version: int) -> tuple[Publis
             f"load (policy.model.engine: transformers); got {type(base).__name__}"
         )
     info, model = store.load(version, base.model)
-    engine = TransformersEngine(
-        model,
-        base.tokenizer,
-        max_batch_size=base.max_batch_size,
-        device=base.device,
-        name=f"{base.name}@v{version}",
-        context_length=base.context_length,
-        share_prefixes=base.share_prefixes,
-    )
+    engine = base.sibling(model, name=f"{base.name}@v{version}")
     engine.generate_batch_tokens = base.generate_batch_tokens
     engine.score_batch_tokens = base.score_batch_tokens
     return info, engine

@@ -31,6 +31,7 @@ from typing import Any
 
 from judgelab.engines.base import ChatMessage, SamplingParams
 from judgelab.engines.chat import render_prompt
+from judgelab.engines.mixed_precision import MixedPrecision
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.judging.parsing import parse_preference, parse_score
 from judgelab.judging.scale import Scale
@@ -106,7 +107,9 @@ class GrpoRun:
     seconds: float
 
 
-def trainer_settings(spec: JudgeGrpoSpec, lora: LoraSpec, seed: int) -> TrainerSettings:
+def trainer_settings(
+    spec: JudgeGrpoSpec, lora: LoraSpec, seed: int, mixed_precision: MixedPrecision = "no"
+) -> TrainerSettings:
     """The learner's settings for a judge: the spec's G, lr, beta and temperature, on-policy."""
     return TrainerSettings(
         group_size=spec.num_generations,
@@ -117,6 +120,7 @@ def trainer_settings(spec: JudgeGrpoSpec, lora: LoraSpec, seed: int) -> TrainerS
         temperature=spec.temperature,
         seed=seed,
         lora=LoraSettings.from_spec(lora),
+        mixed_precision=mixed_precision,
     )
 
 
@@ -137,15 +141,9 @@ def train_judge_grpo(
         raise ValueError("judge GRPO needs at least one judge-training item")
     started = time.perf_counter()
     tokenizer = base.tokenizer
-    trainer = GrpoTrainer(model, tokenizer.pad_token_id, trainer_settings(spec, lora, seed))
-    sampler = TransformersEngine(
-        trainer.policy,
-        tokenizer,
-        max_batch_size=base.max_batch_size,
-        device=base.device,
-        name=f"{base.name}+grpo",
-        context_length=base.context_length,
-    )
+    settings = trainer_settings(spec, lora, seed, base.mixed_precision)
+    trainer = GrpoTrainer(model, tokenizer.pad_token_id, settings)
+    sampler = base.sibling(trainer.policy, name=f"{base.name}+grpo")
     batches = _batches(items, spec.prompts_per_step, seed)
     records: list[GrpoStepRecord] = []
     for step in range(spec.steps):

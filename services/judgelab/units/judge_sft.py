@@ -27,6 +27,8 @@ from typing import Any
 
 from judgelab.engines.adapters import with_lora
 from judgelab.engines.chat import render_prompt
+from judgelab.engines.mixed_precision import MixedPrecision
+from judgelab.engines.mixed_precision import resolve as resolve_mixed_precision
 from judgelab.judging import JudgeConfig, PointwiseJudge
 from judgelab.judging.prompting import assistant_prefix
 from judgelab.spec.training import LoraSpec, SftSpec
@@ -189,8 +191,10 @@ def train_sft(
     work_dir: Path,
     seed: int = 0,
     progress: Progress | None = None,
+    mixed_precision: MixedPrecision = "no",
 ) -> SftResult:
-    """Fine-tune ``model`` (wrapped with LoRA when enabled; modified in place) on ``examples``."""
+    """Fine-tune ``model`` (wrapped with LoRA when enabled; modified in place) on ``examples``;
+    ``mixed_precision`` as the judge model's (``bf16``: TRL's bfloat16 autocast)."""
     if not examples:
         raise ValueError("no valid gold-labelled example to train the judge on")
     from datasets import Dataset
@@ -207,7 +211,7 @@ def train_sft(
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
         max_length=None,  # examples are cut to the spec's max_length already
-        **local_trainer_args(SFTConfig, model, seed),
+        **local_trainer_args(SFTConfig, model, seed, mixed_precision),
     )
     trainer = SFTTrainer(
         model=model,
@@ -227,9 +231,13 @@ def train_sft(
     return SftResult(model=trained, losses=losses, steps=trainer.state.global_step, seconds=seconds)
 
 
-def local_trainer_args(config_class: type, model: Any, seed: int) -> dict[str, Any]:
+def local_trainer_args(
+    config_class: type, model: Any, seed: int, mixed_precision: MixedPrecision = "no"
+) -> dict[str, Any]:
     """The TRL config arguments every in-process training here shares: log each step, save
-    nothing, report nowhere, seeded, float32, no checkpointing, CPU when the model is on it."""
+    nothing, report nowhere, seeded, no checkpointing, CPU when the model is on it; float32,
+    or bfloat16 autocast when ``mixed_precision`` is ``bf16`` and the device runs it natively."""
+    device = next(model.parameters()).device
     return {
         "logging_steps": 1,
         "save_strategy": "no",
@@ -239,7 +247,7 @@ def local_trainer_args(config_class: type, model: Any, seed: int) -> dict[str, A
         "use_cpu": _on_cpu(model),
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
-        "bf16": False,
+        "bf16": resolve_mixed_precision(mixed_precision, device) == "bf16",
         "fp16": False,
         **no_checkpointing(config_class),
     }

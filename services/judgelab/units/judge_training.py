@@ -205,6 +205,7 @@ def _sft(
             Path(work),
             seed=experiment.spec.runtime.seed,
             progress=progress,
+            mixed_precision=base.mixed_precision,
         )
     return result, dataclasses.replace(
         summary,
