@@ -21,7 +21,7 @@ from judgelab.engines.mixed_precision import MixedPrecision
 from judgelab.selfimprove.pairs import PreferencePair
 from judgelab.spec.policy import DpoSelfJudgeAlgorithm
 from judgelab.spec.training import LoraSpec
-from judgelab.units.judge_sft import local_trainer_args
+from judgelab.units.judge_sft import compact_lm_head, local_trainer_args
 from judgelab.units.progress import ProgressFn
 
 #: Longest prompt + answer (tokens) a DPO example keeps; TRL cuts the rest.
@@ -114,7 +114,8 @@ def train_dpo_round(
     )
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
-    trainer.train()
+    with compact_lm_head():
+        trainer.train()
     seconds = time.perf_counter() - started
     logs = trainer.state.log_history
     trained: Any = trainer.model
