@@ -107,7 +107,8 @@ def _write_arm(run_dir: Path, arm: str, held_out: Sequence[PromptRow], good: boo
     (arm_dir / "gold_win_rate.json").write_text(json.dumps(record))
     dpo = {"steps": 2, "losses": [0.69, 0.5], "reward_margins": [0.0, 0.4],
            "reward_accuracies": [0.0, 1.0], "seconds": 1.0}  # fmt: skip
-    rounds = [{"round": 1, "with_reference": arm == "self-judge", "prompts": 2, "pairs": 1,
+    rounds = [{"round": 1, "judge": "policy", "with_reference": arm == "self-judge",
+               "prompts": 2, "pairs": 1,
                "ties": 1, "mean_score_margin": 0.2, "comparisons": 12,
                "invalid_comparisons": 0, "comparisons_per_second": 30.0, "dpo": dpo}]  # fmt: skip
     training: dict[str, Any] = {"kind": "self-judge-dpo", "rounds": rounds}
@@ -131,6 +132,7 @@ def test_evaluate_collects_the_arms_and_the_report_shows_them(tmp_path: Path) ->
     assert set(doc["arms"]) == set(ARMS)
     round_one = doc["arms"]["self-judge"]["rounds"][0]
     assert (round_one["pairs"], round_one["ties"], round_one["dpo_loss_last"]) == (1, 1, 0.5)
+    assert round_one["judge"] == "policy" and doc["arms"]["self-judge"]["judge"] is None
     assert doc["arms"]["sft-on-references"]["sft"]["steps"] == 1
     versus = doc["versus_reference"]["rows"]
     assert set(versus) == {*ARMS, "starting policy"}
@@ -145,6 +147,7 @@ def test_evaluate_collects_the_arms_and_the_report_shows_them(tmp_path: Path) ->
     report = result.markdown.read_text()
     assert "Self-improvement: gold win rate of each arm" in report
     assert "win rate vs references" in report and "comparisons/s" in report
+    assert "| self-judge | 1 | policy | yes |" in report  # the round's judge and reference
     assert (tmp_path / "report" / "self_improve_win_rate.png").stat().st_size > 10_000
     results = json.loads(result.results.read_text())
     arms = results["self_improve"]["arms"]

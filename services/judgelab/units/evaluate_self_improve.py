@@ -180,6 +180,7 @@ def _arm_doc(summary: Mapping[str, Any], record: Mapping[str, Any] | None) -> di
             "seconds": training.get("seconds"),
         }
     else:
+        doc["judge"] = training.get("judge")  # the external judge's name; None: self-judging
         doc["rounds"] = [round_stats(r) for r in training.get("rounds") or ()]
     return doc
 
@@ -191,6 +192,7 @@ def round_stats(summary: Mapping[str, Any]) -> dict[str, Any]:
     accuracies = dpo.get("reward_accuracies") or []
     return {
         "round": summary.get("round"),
+        "judge": summary.get("judge"),
         "with_reference": summary.get("with_reference"),
         "prompts": summary.get("prompts"),
         "pairs": summary.get("pairs"),

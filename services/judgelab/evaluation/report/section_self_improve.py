@@ -19,6 +19,7 @@ START_ROW = "starting policy"
 ROUND_HEADER = (
     "arm",
     "round",
+    "judge",
     "judge sees reference",
     "pairs",
     "ties",
@@ -180,6 +181,7 @@ def _rounds(data: SelfImproveFile) -> list[Block]:
                 (
                     arm,
                     str(r.get("round")),
+                    str(r.get("judge") or "policy"),
                     "yes" if r.get("with_reference") else "no",
                     str(r.get("pairs")),
                     str(r.get("ties")),
