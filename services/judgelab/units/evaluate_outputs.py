@@ -154,7 +154,4 @@ def load_version(base: Engine, store: PolicyStore, version: int) -> tuple[Publis
             f"load (policy.model.engine: transformers); got {type(base).__name__}"
         )
     info, model = store.load(version, base.model)
-    engine = base.sibling(model, name=f"{base.name}@v{version}")
-    engine.generate_batch_tokens = base.generate_batch_tokens
-    engine.score_batch_tokens = base.score_batch_tokens
-    return info, engine
+    return info, base.sibling(model, name=f"{base.name}@v{version}")
