@@ -77,9 +77,8 @@ class GrpoTrainer:
         self.model: nn.Module = (
             DistributedDataParallel(self.policy) if self.info.active else self.policy
         )
-        self.mixed_precision = resolve_mixed_precision(
-            settings.mixed_precision, next(self.policy.parameters()).device
-        )
+        self.device = next(self.policy.parameters()).device
+        self.mixed_precision = resolve_mixed_precision(settings.mixed_precision, self.device)
         self.vocab_size = int(self.policy.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
         self.version = 0
         self.history: dict[int, dict[str, Tensor]] = {}
@@ -160,8 +159,7 @@ class GrpoTrainer:
     def _logits(self, model: nn.Module, batch: Batch) -> Tensor:
         """Float32 logits / temperature of ``model`` on ``batch``, the forward pass (and so its
         backward) in bfloat16 under ``mixed_precision: bf16``."""
-        device = next(self.policy.parameters()).device
-        with autocast(self.mixed_precision, device):
+        with autocast(self.mixed_precision, self.device):
             return forward_logits(model, batch, self.settings.temperature)
 
     # -- log-probs under other policies ------------------------------------------------------
