@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from judgelab.engines.mixed_precision import MixedPrecision
 from judgelab.learner.grpo import LossType
-from judgelab.spec.policy import GrpoAlgorithm, PolicySpec
+from judgelab.spec.policy import DataParallel, GrpoAlgorithm, PolicySpec
 from judgelab.spec.training import LLAMA_LINEAR_MODULES, LoraSpec
 
 
@@ -54,6 +54,8 @@ class TrainerSettings:
     lora: LoraSettings = field(default_factory=LoraSettings)
     #: ``bf16``: forward and backward under bfloat16 autocast (see engines.mixed_precision).
     mixed_precision: MixedPrecision = "no"
+    #: Under torchrun: ``ddp`` (whole model per rank) or ``fsdp`` (sharded, FSDP2).
+    data_parallel: DataParallel = "ddp"
 
     def __post_init__(self) -> None:
         if self.group_size < 1 or self.gradient_accumulation_steps < 1 or self.max_staleness < 0:
@@ -85,4 +87,5 @@ def settings_from_spec(policy: PolicySpec, seed: int) -> TrainerSettings:
         seed=seed,
         lora=LoraSettings.from_spec(policy.lora),
         mixed_precision=policy.model.mixed_precision,
+        data_parallel=algo.data_parallel,
     )

@@ -11,6 +11,7 @@ from judgelab.spec.model import ModelSpec, StrictModel
 from judgelab.spec.training import LoraSpec
 
 Baseline = Literal["sft-on-references", "reference-free"]
+DataParallel = Literal["ddp", "fsdp"]
 BASELINES: tuple[Baseline, ...] = ("sft-on-references", "reference-free")
 
 
@@ -75,6 +76,14 @@ class GrpoAlgorithm(StrictModel):
         ge=0,
         description="Most policy versions a rollout may lag behind the learner; older rollouts "
         "are dropped and counted. 0 = strictly on-policy.",
+    )
+    data_parallel: DataParallel = Field(
+        default="ddp",
+        description="Data parallelism of a learner running as several processes under "
+        "torchrun: `ddp` keeps the whole model in every process and averages gradients "
+        "(DistributedDataParallel); `fsdp` shards parameters, gradients and optimiser state "
+        "over the processes (FSDP2 `fully_shard` per decoder layer), for a model too large for "
+        "one device. Both take the same steps as one process; a single process ignores it.",
     )
 
     @model_validator(mode="after")
