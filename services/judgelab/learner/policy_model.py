@@ -52,6 +52,11 @@ class Reference:
             for param in self._copy.parameters():
                 param.requires_grad_(False)
 
+    @property
+    def frozen_copy(self) -> nn.Module | None:
+        """The frozen copy of full fine-tuning (None with LoRA)."""
+        return self._copy
+
     @contextmanager
     def model(self) -> Iterator[nn.Module]:
         if self._copy is not None:

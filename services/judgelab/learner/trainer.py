@@ -7,15 +7,20 @@ An on-policy group's old log-probs are the current ones detached (ratio 1), as i
 
 Under DDP each rank trains on every ``world_size``-th group of the step; the loss normaliser is
 the global token (or sequence) count divided by the world size, so DDP's gradient average equals
-the single-process gradient of the whole batch.
+the single-process gradient of the whole batch. Under FSDP (``data_parallel: fsdp``, see
+:mod:`sharding`) the same holds (its reduce-scatter averages too); every forward there is a
+collective, so all ranks run the same ones: a micro-step computes old log-probs for each stale
+version of the whole step, not only of its own groups. Checkpoints and saved weights are whole
+tensors under any mode, so a run resumes on any number of ranks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from judgelab.engines.mixed_precision import autocast
 from judgelab.engines.mixed_precision import resolve as resolve_mixed_precision
-from judgelab.learner import checkpoint
+from judgelab.learner import checkpoint, sharding
 from judgelab.learner.advantages import group_advantages
 from judgelab.learner.batch import Batch, TrainGroup, check_vocab, collate, widths
 from judgelab.learner.distributed import DistInfo, all_sum, current
@@ -68,20 +73,31 @@ class GrpoTrainer:
         self.policy = wrap_policy(model, settings.lora)
         self.policy.train()
         self.reference = Reference(self.policy, settings.lora.enabled and not adapted)
+        #: FSDP: the parameters are sharded (DTensors) over the ranks; one process never is.
+        self.sharded = self.info.active and settings.data_parallel == "fsdp"
+        if self.sharded:
+            self._shard()
         self.params = trainable(self.policy)
         if not self.params:
             raise ValueError("the policy has no trainable parameters")
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=settings.learning_rate, weight_decay=0.0
         )
-        self.model: nn.Module = (
-            DistributedDataParallel(self.policy) if self.info.active else self.policy
-        )
+        ddp = self.info.active and not self.sharded
+        self.model: nn.Module = DistributedDataParallel(self.policy) if ddp else self.policy
         self.device = next(self.policy.parameters()).device
         self.mixed_precision = resolve_mixed_precision(settings.mixed_precision, self.device)
         self.vocab_size = int(self.policy.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
         self.version = 0
         self.history: dict[int, dict[str, Tensor]] = {}
+
+    def _shard(self) -> None:
+        """FSDP units on the transformers model inside the peft wrapper (which holds no weights
+        of its own): the gold evaluation generates with that model directly (``get_base_model``),
+        and its forward must gather the root unit too."""
+        sharding.shard(sharding.inner_model(self.policy))
+        if self.reference.frozen_copy is not None:
+            sharding.shard(sharding.inner_model(self.reference.frozen_copy))
 
     # -- one optimiser step ------------------------------------------------------------------
     def step(self, groups: Sequence[TrainGroup], times: StepTimes | None = None) -> StepLog:
@@ -100,11 +116,13 @@ class GrpoTrainer:
             sync = index == len(chunks) - 1
             part = [groups[i] for i in chunk]
             adv = advantages[chunk].reshape(-1)
+            stale = self._stale_versions(groups if self.sharded else part)
             with self._maybe_no_sync(sync):
-                self._micro_step(part, adv, width, num_items, sums)
-        grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.settings.max_grad_norm)
+                self._micro_step(part, adv, width, num_items, sums, stale)
+        norm = torch.nn.utils.clip_grad_norm_(
+            list(self.params.values()), self.settings.max_grad_norm
         )
+        grad_norm = float(sharding.full(norm))  # a DTensor under FSDP
         self._remember_version()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -119,9 +137,10 @@ class GrpoTrainer:
         width: tuple[int, int],
         num_items: float,
         sums: dict[str, float],
+        stale: set[int],
     ) -> None:
         batch = collate(groups, self.pad_token_id, width)
-        stale_old = self._stale_logprobs(groups, batch)
+        stale_old = self._stale_logprobs(groups, batch, stale)
         ref = self._reference_logprobs(batch)
         logits = self._logits(self.model, batch)
         mask = batch.completion_mask
@@ -171,10 +190,15 @@ class GrpoTrainer:
         completion_ids = batch.input_ids[:, -batch.completion_width :]
         return token_logprobs(logits, completion_ids, batch.completion_mask)
 
+    def _stale_versions(self, groups: Sequence[TrainGroup]) -> set[int]:
+        return {g.policy_version for g in groups if g.policy_version != self.version}
+
     @torch.no_grad()
-    def _stale_logprobs(self, groups: list[TrainGroup], batch: Batch) -> Tensor | None:
-        """Old log-probs of rows sampled by an older version (NaN-free zeros elsewhere)."""
-        versions = {g.policy_version for g in groups if g.policy_version != self.version}
+    def _stale_logprobs(
+        self, groups: list[TrainGroup], batch: Batch, versions: set[int]
+    ) -> Tensor | None:
+        """Old log-probs of rows sampled by an older version (NaN-free zeros elsewhere), one
+        forward per version in ``versions`` (under FSDP a rank may have no row of one)."""
         if not versions:
             return None
         rows = torch.tensor([g.policy_version for g in groups for _ in g.completions])
@@ -184,13 +208,24 @@ class GrpoTrainer:
         self.policy.eval()  # the behaviour policy sampled without dropout
         try:
             for version in sorted(versions):
-                with swapped_weights(self.params, self.history[version]):
+                with self._swapped(self.history[version]):
                     logits = self._logits(self.policy, batch)
                 lp = token_logprobs(logits, completion_ids, batch.completion_mask)
                 old = torch.where((rows == version)[:, None], lp, old)
         finally:
             self.policy.train(was_training)
         return old
+
+    @contextlib.contextmanager
+    def _swapped(self, weights: dict[str, Tensor]) -> Iterator[None]:
+        """:func:`swapped_weights`; under FSDP without the whole copies of the unswapped (then
+        swapped) weights that FSDP keeps from a forward (see :func:`sharding.reshard`)."""
+        sharding.reshard(self.policy)
+        with swapped_weights(self.params, weights):
+            try:
+                yield
+            finally:
+                sharding.reshard(self.policy)
 
     def _on_policy_rows(self, groups: list[TrainGroup]) -> Tensor:
         return torch.tensor(
@@ -235,6 +270,10 @@ class GrpoTrainer:
         return max(count, 1) / self.info.world_size
 
     def _maybe_no_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        """Gradients are reduced over the ranks only in the step's last backward."""
+        if self.sharded:
+            sharding.set_gradient_sync(self.policy, sync)
+            return contextlib.nullcontext()
         if sync or not isinstance(self.model, DistributedDataParallel):
             return contextlib.nullcontext()
         return self.model.no_sync()
@@ -293,28 +332,39 @@ class GrpoTrainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Everything an exact resume needs (RNG states are added by :mod:`checkpoint`)."""
+        """Everything an exact resume needs, as whole tensors (RNG states are added by
+        :mod:`checkpoint`). Under FSDP this gathers the shards: every rank calls it."""
         return {
             "version": self.version,
-            "params": snapshot(self.params),
-            "optimizer": self.optimizer.state_dict(),
-            "history": {v: dict(w) for v, w in self.history.items()},
+            "params": sharding.full_tree(snapshot(self.params)),
+            "optimizer": sharding.full_tree(self.optimizer.state_dict()),
+            "history": {v: sharding.full_tree(dict(w)) for v, w in self.history.items()},
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state` (written by any number of ranks, under any mode)."""
         params: dict[str, Tensor] = state["params"]
         if set(params) != set(self.params):
             raise ValueError("checkpoint parameters do not match this policy's trainable ones")
+        sharding.reshard(self.policy)
         with torch.no_grad():
             for name, param in self.params.items():
-                param.copy_(params[name])
+                param.copy_(sharding.like(params[name], param))
         self.optimizer.load_state_dict(state["optimizer"])
-        self.history = {int(v): w for v, w in state["history"].items()}
+        sharding.shard_optimizer_state(self.optimizer)
+        self.history = {int(v): self._laid_out(w) for v, w in state["history"].items()}
         self.version = int(state["version"])
 
+    def _laid_out(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {name: sharding.like(value, self.params[name]) for name, value in weights.items()}
+
     def save_checkpoint(self, run_dir: Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``run_dir/checkpoints/step-{version}`` atomically (call on rank 0 only)."""
-        return checkpoint.save(run_dir, self.version, self.state(), extra or {})
+        """Write ``run_dir/checkpoints/step-{version}`` atomically on rank 0; returns its path.
+        DDP calls it on rank 0 only; FSDP on every rank (the shards are gathered first)."""
+        state = self.state()
+        if not self.info.is_main:
+            return checkpoint.checkpoint_root(run_dir) / f"step-{self.version}"
+        return checkpoint.save(run_dir, self.version, state, extra or {})
 
     def resume(self, directory: Path) -> dict[str, Any]:
         """Restore weights, optimiser, history and RNG from a checkpoint; returns its extras."""
@@ -323,8 +373,33 @@ class GrpoTrainer:
         return extra
 
     def save_adapter(self, directory: Path) -> None:
-        """The policy's weights as peft writes them (adapter_config + safetensors) or in full."""
-        self.policy.save_pretrained(str(directory))  # type: ignore[operator]
+        """The policy's weights as peft writes them (adapter_config + safetensors) or in full,
+        written by rank 0. Under FSDP every rank calls it (see :meth:`saveable`)."""
+        with self.saveable() as policy:
+            if self.info.is_main:
+                policy.save_pretrained(str(directory))  # type: ignore[operator]
+
+    @contextlib.contextmanager
+    def saveable(self) -> Iterator[nn.Module]:
+        """The policy, its ``save_pretrained`` writing whole weights (for publishing).
+
+        Under FSDP the weights it writes (the adapter's; all for full fine-tuning) are
+        gathered on entry, a collective: every rank enters, and rank 0 saves inside.
+        """
+        if not self.sharded:
+            yield self.policy
+            return
+        weights = self.params if is_adapted(self.policy) else self.policy.state_dict()
+        gathered = {name: sharding.full(value.detach()) for name, value in weights.items()}
+        save = type(self.policy).save_pretrained  # type: ignore[attr-defined]
+        # An instance attribute shadows the method while publishers call it, then goes.
+        self.policy.__dict__["save_pretrained"] = functools.partial(
+            save, self.policy, state_dict=gathered
+        )
+        try:
+            yield self.policy
+        finally:
+            self.policy.__dict__.pop("save_pretrained", None)
 
 
 def _split(items: list[int], parts: int) -> list[list[int]]:
