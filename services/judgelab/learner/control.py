@@ -109,13 +109,17 @@ class LearnerControl:
 
     def request_stop(self, reason: str, checkpoint_first: bool, timeout_s: float | None) -> None:
         """Ask the loop to stop after the step in progress and wait until it has."""
+        self.ask_stop(reason, checkpoint_first)
+        if not self._stopped.wait(timeout_s):
+            raise TimeoutError("the learner did not stop in time")
+
+    def ask_stop(self, reason: str, checkpoint_first: bool = False) -> None:
+        """Ask the loop to stop after the step in progress (the first reason stays)."""
         with self._lock:
             if not self._stop.is_set():
                 self.stop_reason = reason
                 self.checkpoint_on_stop = checkpoint_first
                 self._stop.set()
-        if not self._stopped.wait(timeout_s):
-            raise TimeoutError("the learner did not stop in time")
 
     def wait_stopped(self, timeout_s: float | None = None) -> bool:
         return self._stopped.wait(timeout_s)

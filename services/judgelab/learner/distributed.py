@@ -69,6 +69,13 @@ def broadcast(obj: T | None, info: DistInfo) -> T:
     return value
 
 
-def shutdown() -> None:
+def shutdown(synchronise: bool = True) -> None:
+    """Leave the process group. ``synchronise`` where every rank ends here together: a barrier
+    first, while which gloo's worker threads let go of the last collective's tensors. A worker
+    still holding one when Python finalises (the process group outlives the call while FSDP or
+    DDP state refers to it) takes the GIL of a dying interpreter and aborts the process
+    ("terminate called without an active exception", seen at exit under torchrun)."""
     if dist.is_available() and dist.is_initialized():
+        if synchronise:
+            dist.barrier()
         dist.destroy_process_group()

@@ -1,18 +1,27 @@
 """Gold evaluation in the loop: a pluggable evaluator and the hacking detector over its curve.
 
 The loop calls an :class:`Evaluator` every N steps; it returns at least ``proxy_reward`` and
-``gold_reward`` (normalised to [0, 1]). :class:`HackingTracker` flags the first evaluation where
+``gold_reward`` (normalised to [0, 1]). Under FSDP the other ranks call its :class:`Answering`
+side meanwhile. :class:`HackingTracker` flags the first evaluation where
 the proxy reward is still rising while gold has fallen more than ``margin`` below its best.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Evaluator(Protocol):
     def __call__(self, step: int, policy: Any) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Answering(Protocol):
+    """The generation half of an evaluation, which ranks > 0 run along with rank 0 under FSDP
+    (every forward is a collective there); nothing is scored."""
+
+    def answers(self, policy: Any) -> list[str]: ...
 
 
 @dataclass

@@ -101,7 +101,7 @@ class GoldEvaluator:
 
     def __call__(self, step: int, policy: Any) -> dict[str, Any]:
         started = time.perf_counter()
-        asked = [p for p in self.prompts for _ in range(self.settings.samples_per_prompt)]
+        asked = self._asked()
         responses = self._generate(policy, asked)
         items = [
             EvalItem(f"step{step}:{i}:{p.id}", p.prompt, text, p.reference, p.rubric)
@@ -113,6 +113,13 @@ class GoldEvaluator:
             for p, text, g, x in zip(asked, responses, gold, proxy, strict=True)
         ]
         return summarise(samples, self.settings, time.perf_counter() - started)
+
+    def answers(self, policy: Any) -> list[str]:
+        """The answers alone, unscored (what ranks > 0 generate along under FSDP)."""
+        return self._generate(policy, self._asked())
+
+    def _asked(self) -> list[HeldOutPrompt]:
+        return [p for p in self.prompts for _ in range(self.settings.samples_per_prompt)]
 
     def _score(self, items: list[EvalItem]) -> tuple[list[float | None], list[float | None]]:
         """Gold and proxy scores; None for empty answers (the services refuse them)."""

@@ -3,8 +3,10 @@
 Order per step: train → append to ``steps.jsonl`` → publish version N → checkpoint (every
 ``checkpoint_every`` steps) → ack the groups the checkpoint covers. A crash before the ack
 redelivers those groups; the resumed learner (same checkpoint, same data order, same RNG)
-retrains them into the same weights, or skips the ones the checkpoint already holds. Under DDP
-only rank 0 reads Redis, writes files and acks; every rank trains on the broadcast batch.
+retrains them into the same weights, or skips the ones the checkpoint already holds. Under
+torchrun only rank 0 reads Redis, writes files and acks; it broadcasts orders that the other ranks
+follow: train on this batch, stop, and under FSDP (where gathering weights and every forward are
+collectives) take part in a checkpoint, a publication or the gold evaluation's generation.
 
 A group too stale to train on (or from a lost future) is dropped and recorded in
 ``progress.json`` before its ack, so the prompt feeder sends a replacement (see ``progress``); a
@@ -17,14 +19,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from judgelab.learner import checkpoint
+from judgelab.learner.batch import TrainGroup
 from judgelab.learner.control import LearnerControl, LearnerPhaseName, now
 from judgelab.learner.distributed import broadcast
-from judgelab.learner.evaluation import Evaluator, HackingTracker
+from judgelab.learner.evaluation import Answering, Evaluator, HackingTracker
 from judgelab.learner.job_annotation import JobAnnotator
 from judgelab.learner.metrics import LearnerMetrics
 from judgelab.learner.progress import ProgressFile
@@ -59,8 +62,21 @@ class LoopConfig:
     block_ms: int = 1000
 
 
+# Rank 0's orders to the other ranks (see LearnerLoop._follow).
+STEP, STOP = "step", "stop"
+CHECKPOINT, PUBLISH, EVALUATE = "checkpoint", "publish", "evaluate"  # FSDP only
+
+
+@dataclass(frozen=True)
+class Order:
+    kind: str
+    groups: list[TrainGroup] = field(default_factory=list)  # STEP
+    halt: bool = False  # STOP: stopped by request, not done (no further arm)
+
+
 class LearnerLoop:
-    """Runs one arm to ``total_steps`` (``source``/``publisher`` are None on ranks > 0)."""
+    """Runs one arm to ``total_steps`` (``source``/``publisher`` are None on ranks > 0; under
+    FSDP ranks > 0 get the ``evaluator`` too, for its generation)."""
 
     def __init__(
         self,
@@ -122,33 +138,69 @@ class LearnerLoop:
     def run(self) -> None:
         """Train until ``total_steps`` or a stop request; then answer pending requests."""
         try:
-            if self.is_main and self.trainer.version == 0:
-                self._evaluate_start()
-            while self.trainer.version < self.config.total_steps:
-                started = time.perf_counter()
-                batch = self._next_batch()
-                if batch is None:
-                    break
-                self._step(batch, time.perf_counter() - started)
-            if self.is_main and self.control.checkpoint_on_stop and self.unacked:
-                self._checkpoint("stop")
+            if self.is_main:
+                self._lead()
+            else:
+                self._follow()
             self.control.mark_stopped()
         except BaseException:
             self.control.mark_stopped(LearnerPhaseName.FAILED)
             raise
 
-    # -- steps -------------------------------------------------------------------------------
-    def _next_batch(self) -> list[Pending] | None:
-        """The next step's groups (broadcast from rank 0); None when stopping."""
-        batch = self._collect() if self.is_main else None
-        shared = broadcast([p.group for p in batch] if batch is not None else [], self.trainer.info)
-        if not shared:
-            return None
-        if self.is_main:
-            assert batch is not None
-            return batch
-        return [Pending(g, _NO_DELIVERY, _NO_DELIVERY, None) for g in shared]
+    def _lead(self) -> None:
+        if self.trainer.version == 0:
+            self._evaluate_start()
+        while self.trainer.version < self.config.total_steps:
+            started = time.perf_counter()
+            batch = self._collect()
+            if batch is None:
+                break
+            self._order(Order(STEP, [p.group for p in batch]))
+            self._step(batch, time.perf_counter() - started)
+        if self.control.checkpoint_on_stop and self.unacked:
+            self._checkpoint("stop")
+        self._order(Order(STOP, halt=self.control.stop_requested))
 
+    def _follow(self) -> None:
+        """Ranks > 0: do what rank 0 orders until it says stop."""
+        while True:
+            order: Order = broadcast(None, self.trainer.info)
+            if order.kind == STOP:
+                break
+            self._obey(order)
+        if order.halt:  # rank 0 was asked to stop: no further arm here either
+            self.control.ask_stop("rank 0 stopped")
+
+    def _obey(self, order: Order) -> None:
+        if order.kind == STEP:
+            self.trainer.step(order.groups)
+            self.trained.update(g.group_id for g in order.groups)
+        elif order.kind == CHECKPOINT:
+            self.trainer.save_checkpoint(self.arm_dir)  # gathers; rank 0 writes
+        elif order.kind == PUBLISH:
+            with self.trainer.saveable():  # gathers; rank 0 publishes
+                pass
+        elif order.kind == EVALUATE:
+            self._generate_along()
+        else:
+            raise ValueError(f"unknown order {order.kind!r} from rank 0")
+
+    def _order(self, order: Order) -> None:
+        """Send ``order`` to the other ranks (nothing to send in one process)."""
+        broadcast(order, self.trainer.info)
+
+    def _with_followers(self, kind: str) -> None:
+        """Under FSDP, have the other ranks join the collective rank 0 starts next."""
+        if self.trainer.sharded:
+            self._order(Order(kind))
+
+    def _generate_along(self) -> None:
+        if not isinstance(self.evaluator, Answering):
+            raise RuntimeError("under FSDP every rank needs the gold evaluator (its generation)")
+        with self.trainer.evaluating():
+            self.evaluator.answers(self.trainer)
+
+    # -- steps -------------------------------------------------------------------------------
     def _collect(self) -> list[Pending] | None:
         assert self.source is not None
         batch: list[Pending] = []
@@ -215,13 +267,13 @@ class LearnerLoop:
         )
         step_log = self.trainer.step([p.group for p in batch], times)
         self.trained.update(p.group_id for p in batch)
-        if not self.is_main:
-            return
         self.unacked.extend(batch)
         step_log = self._evaluate(step_log)
         self._append_log(step_log)
         if self.publisher is not None:
-            self.publisher.publish(self.trainer.version, self.trainer.policy)
+            self._with_followers(PUBLISH)
+            with self.trainer.saveable() as policy:
+                self.publisher.publish(self.trainer.version, policy)
         due = self.trainer.version % self.config.checkpoint_every == 0
         if due or self.trainer.version >= self.config.total_steps:
             self._checkpoint()
@@ -247,7 +299,9 @@ class LearnerLoop:
 
     def _evaluation(self, step: int) -> dict[str, Any]:
         assert self.evaluator is not None
-        result = dict(self.evaluator(step, self.trainer))
+        self._with_followers(EVALUATE)
+        with self.trainer.evaluating():
+            result = dict(self.evaluator(step, self.trainer))
         self._track(step, result)
         if self.metrics is not None:
             self.metrics.record_evaluation(self.config.arm, result)
@@ -280,6 +334,7 @@ class LearnerLoop:
             "scored_last_id": self.unacked[-1].scored.id if self.unacked else None,
             "hacking": self.tracker.state(),
         }
+        self._with_followers(CHECKPOINT)
         path = self.trainer.save_checkpoint(self.arm_dir, extra)
         best = self.tracker.best_gold_step
         keep = frozenset({checkpoint.checkpoint_root(self.arm_dir) / f"step-{best}"})
@@ -345,5 +400,4 @@ def _numbers(data: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and k != "step"}
 
 
-_NO_DELIVERY: Any = None
 EvaluatorFactory = Callable[[GrpoTrainer], Evaluator]

@@ -5,7 +5,8 @@ The experiment chart's Jobs spell these ``--stage=STAGE --unit=UNIT``; ``--stage
 
 Rank 0 serves gRPC ``Learner`` and ``/metrics``, reads the arm's streams, publishes versions and
 writes checkpoints under ``RUN_DIR/EXPERIMENT/arms/ARM``; other ranks train on what it
-broadcasts. Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
+broadcasts (under ``data_parallel: fsdp`` they also join the gathers and the gold evaluation's
+generation). Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
 step in progress (checkpointing first). With ``--gold-address`` the policy is gold-evaluated at
 step 0 and every ``evaluation.every_n_steps`` (see ``gold_eval``); ``--judge-pool-address``
 adds the arm's proxy judge on the same samples. With ``--feed-prompts`` rank 0 also pushes the
@@ -119,15 +120,17 @@ def main(argv: list[str] | None = None) -> None:
     control = LearnerControl()
     server = _start_services(args, metrics, control, experiment) if info.is_main else None
     signal.signal(signal.SIGTERM, lambda *_: control.request_stop("SIGTERM", True, 0))
+    finished = False
     try:
         for arm in arms:
             _train_arm(experiment, arm.name, arm.seed, args, info, metrics, control, redis_url)
             if control.stop_requested:
                 break
+        finished = True
     finally:
         if server is not None:
             server.stop(10.0)
-        shutdown()
+        shutdown(synchronise=finished)  # after a failure the other ranks may never get here
 
 
 def _train_judge(experiment: Experiment, judge: str | None) -> None:
@@ -138,7 +141,7 @@ def _train_judge(experiment: Experiment, judge: str | None) -> None:
     run = Path(experiment.spec.runtime.run_dir) / experiment.metadata.name
     if init_from_env().is_main:
         run_train_judge(experiment, run, judge)
-    shutdown()
+    shutdown(synchronise=False)  # the other ranks do not wait for rank 0's training
 
 
 def _train_arm(
@@ -182,7 +185,8 @@ def _train_arm(
         hacking_margin=experiment.spec.evaluation.hacking_margin,
     )
     evaluator = None
-    if info.is_main and args.gold_address:
+    # Under FSDP the other ranks generate along with rank 0 (they never score: no RPC is sent).
+    if args.gold_address and (info.is_main or trainer.sharded):
         heldout = args.heldout_prompts or run / "annotate" / "policy_eval.jsonl"
         evaluator = build_gold_evaluator(
             experiment, arm, engine.tokenizer, heldout, args.gold_address, args.judge_pool_address

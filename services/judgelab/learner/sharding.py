@@ -39,7 +39,19 @@ def shard(model: nn.Module) -> nn.Module:
     for layer in decoder_layers(model):
         fully_shard(layer)
     fully_shard(model)
+    _gather_once(model)
     return model
+
+
+def _gather_once(model: nn.Module) -> None:
+    """Gather each unit once, one at a time, outside inference mode. FSDP keeps the buffers of
+    its first gather; made under ``torch.inference_mode`` (a generation before any training
+    step) they refuse the next gather's in-place copy outside it."""
+    with torch.no_grad():
+        for module in model.modules():  # the root first: its lazy init covers the whole tree
+            if isinstance(module, FSDPModule):
+                module.unshard()
+                module.reshard()
 
 
 def inner_model(model: nn.Module) -> nn.Module:

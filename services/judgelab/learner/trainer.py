@@ -330,6 +330,16 @@ class GrpoTrainer:
             group_ids=tuple(g.group_id for g in groups),
         )
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Forwards outside training (the gold evaluation's generation, in inference mode).
+        Under FSDP every rank runs the same ones, and the whole copies they leave behind (see
+        :func:`sharding.reshard`) are dropped afterwards, not reused by the next step."""
+        try:
+            yield
+        finally:
+            sharding.reshard(self.policy)
+
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything an exact resume needs, as whole tensors (RNG states are added by
