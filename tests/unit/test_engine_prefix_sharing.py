@@ -133,6 +133,18 @@ def test_decode_batches_are_the_cheapest_split() -> None:
         assert _decode_cost(lengths, batches, 60) == best
 
 
+def test_ragged_decode_batches_count_real_lengths_and_keep_the_memory_cap() -> None:
+    lengths = [10, 10, 10, 100]
+    # Padded: the long row alone (fixed cost 50 < 3 x 90 padding); ragged: one batch.
+    assert decode_batches(lengths, max_rows=4, max_tokens=1000, step_tokens=50) == [
+        [0, 1, 2],
+        [3],
+    ]
+    assert decode_batches(lengths, 4, 1000, 50, ragged=True) == [[0, 1, 2, 3]]
+    # The cache is still as wide as the longest row: 4 x 100 does not fit 399.
+    assert decode_batches(lengths, 4, 399, 50, ragged=True) == [[0, 1, 2], [3]]
+
+
 def _split(order: list[int], cuts: tuple[int, ...]) -> list[list[int]]:
     out, current = [], [order[0]]
     for row, cut in zip(order[1:], cuts, strict=True):

@@ -119,15 +119,24 @@ def length_batches(lengths: Sequence[int], max_rows: int, token_budget: int) -> 
 
 
 def decode_batches(
-    lengths: Sequence[int], max_rows: int, max_tokens: int, step_tokens: int
+    lengths: Sequence[int],
+    max_rows: int,
+    max_tokens: int,
+    step_tokens: int,
+    ragged: bool = False,
 ) -> list[list[int]]:
     """Row indices in batches for decoding, minimising the summed per-step cost
-    ``step_tokens + rows * padded width`` (a step's fixed cost, in cached tokens read, plus the
-    cache it reads) over contiguous runs of the rows sorted by length; at most ``max_rows``
-    rows and, unless one row alone exceeds it, ``max_tokens`` padded tokens per batch."""
+    ``step_tokens`` + the cache positions a step reads (a step's fixed cost, in cached tokens
+    read, plus the cache: ``rows * padded width``, or the rows' own lengths when attention skips
+    the padding, ``ragged``) over contiguous runs of the rows sorted by length; at most
+    ``max_rows`` rows and, unless one row alone exceeds it, ``max_tokens`` padded tokens (the
+    cache's memory) per batch."""
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    summed = [0]
+    for row in order:
+        summed.append(summed[-1] + lengths[row])
     best = [0] * (len(order) + 1)
     start = [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
@@ -137,7 +146,8 @@ def decode_batches(
             rows = end - begin
             if rows * width > max_tokens:
                 break
-            cost = best[begin] + step_tokens + rows * width
+            read = summed[end] - summed[begin] if ragged else rows * width
+            cost = best[begin] + step_tokens + read
             if cost < best[end]:
                 best[end], start[end] = cost, begin
     batches = []

@@ -39,6 +39,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from judgelab.engines import ragged_attention
 from judgelab.engines.base import (
     CandidateScores,
     Conversation,
@@ -203,9 +204,14 @@ class TransformersEngine(Engine):
             self._check_fits(len(ids) + params.max_new_tokens)
         results: dict[int, Generation] = {}
         lengths = [len(ids) for ids in prompts]
-        with self._lock, torch.inference_mode(), self._seeded(params.seed):
+        ragged = ragged_attention.applies(self.model)
+        with self._lock, torch.inference_mode(), self._seeded(params.seed), self._decoding():
             for rows in decode_batches(
-                lengths, self.max_batch_size, self.generate_batch_tokens, DECODE_STEP_TOKENS
+                lengths,
+                self.max_batch_size,
+                self.generate_batch_tokens,
+                DECODE_STEP_TOKENS,
+                ragged=ragged,
             ):
                 batch = self._generate_batch([prompts[r] for r in rows], params)
                 results.update(zip(rows, batch, strict=True))
@@ -502,6 +508,10 @@ class TransformersEngine(Engine):
         input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences])
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
         return input_ids.to(self.device), mask.to(self.device)
+
+    def _decoding(self) -> AbstractContextManager[None]:
+        """Decoding attention that skips each row's padding (see ``ragged_attention``)."""
+        return ragged_attention.ragged_decoding(self.model)
 
     def _mixed(self) -> AbstractContextManager[None]:
         """Autocast for the compute-bound passes (prefill, scoring); decoding stays outside."""
