@@ -16,7 +16,7 @@ from torch.distributed.tensor import DTensor
 
 from judgelab.engines.tiny import tiny_model, tiny_tokenizer
 from judgelab.learner import sharding
-from judgelab.learner.distributed import DistInfo
+from judgelab.learner.distributed import DistInfo, init_from_env
 from judgelab.learner.policy_model import wrap_policy
 from judgelab.learner.settings import LoraSettings, TrainerSettings, settings_from_spec
 from judgelab.learner.trainer import GrpoTrainer
@@ -133,3 +133,22 @@ def test_sharded_weights_and_adam_state_go_whole_and_back() -> None:
     assert isinstance(state["exp_avg"], DTensor) and not isinstance(state["step"], DTensor)
     assert torch.equal(sharding.full(state["exp_avg"]), moments)
     optimizer.step()  # the moments are usable again
+
+
+def test_cuda_ranks_take_their_local_gpu_and_nccl_for_cuda_tensors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No GPU here: the calls torchrun's CUDA processes would make, recorded."""
+    calls: list[object] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert init_from_env(torch.device("cuda")) == DistInfo(rank=1, world_size=2)
+    assert calls == [1, "cpu:gloo,cuda:nccl"]
+    calls.clear()
+    init_from_env(torch.device("cpu"))
+    assert calls == ["gloo"]

@@ -1,7 +1,8 @@
 """Data-parallel training through ``torch.distributed`` as launched by ``torchrun``.
 
-torchrun sets RANK/WORLD_SIZE/MASTER_ADDR; one process is the plain single-process case. CPU uses
-the gloo backend, CUDA nccl (one device per local rank).
+torchrun sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR; one process is the plain single-process
+case. CPU uses the gloo backend; CUDA nccl for CUDA tensors (each process on the GPU of its local
+rank) and gloo for the small CPU ones (:func:`all_sum`, :func:`broadcast`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def init_from_env(device: torch.device | None = None) -> DistInfo:
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+        backend = "gloo"
+        if device is not None and device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            backend = "cpu:gloo,cuda:nccl"
         dist.init_process_group(backend=backend)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 

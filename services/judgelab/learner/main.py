@@ -6,11 +6,12 @@ The experiment chart's Jobs spell these ``--stage=STAGE --unit=UNIT``; ``--stage
 Rank 0 serves gRPC ``Learner`` and ``/metrics``, reads the arm's streams, publishes versions and
 writes checkpoints under ``RUN_DIR/EXPERIMENT/arms/ARM``; other ranks train on what it
 broadcasts (under ``data_parallel: fsdp`` they also join the gathers and the gold evaluation's
-generation). Without ``--arm`` the arms are trained one after another. SIGTERM stops after the
-step in progress (checkpointing first). With ``--gold-address`` the policy is gold-evaluated at
-step 0 and every ``evaluation.every_n_steps`` (see ``gold_eval``); ``--judge-pool-address``
-adds the arm's proxy judge on the same samples. With ``--feed-prompts`` rank 0 also pushes the
-arm's step prompts (and replacements of dropped groups) to the prompts stream (``feeder``).
+generation). On CUDA each process takes the GPU of its ``LOCAL_RANK``. Without ``--arm`` the
+arms are trained one after another. SIGTERM stops after the step in progress (checkpointing
+first). With ``--gold-address`` the policy is gold-evaluated at step 0 and every
+``evaluation.every_n_steps`` (see ``gold_eval``); ``--judge-pool-address`` adds the arm's proxy
+judge on the same samples. With ``--feed-prompts`` rank 0 also pushes the arm's step prompts
+(and replacements of dropped groups) to the prompts stream (``feeder``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import signal
 from pathlib import Path
 
 from judgelab.api.v1 import learner_pb2_grpc
-from judgelab.engines.transformers_engine import TransformersEngine
+from judgelab.engines.transformers_engine import TransformersEngine, select_device
 from judgelab.learner.control import LearnerControl
 from judgelab.learner.distributed import DistInfo, init_from_env, shutdown
 from judgelab.learner.feeder import PUSHED_FILE, TRAIN_PROMPTS, PromptFeeder, load_prompts
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.phase == "train-judges":
         _train_judge(experiment, args.arm)
         return
-    info = init_from_env()
+    info = init_from_env(select_device(experiment.spec.policy.model.device))
     arms = [a for a in experiment.spec.arms if args.arm in (None, a.name)]
     if not arms:
         raise SystemExit(f"no arm named {args.arm!r} in {experiment.metadata.name}")
