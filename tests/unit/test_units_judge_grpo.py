@@ -15,6 +15,8 @@ from judgelab.engines.base import ChatMessage
 from judgelab.engines.chat import render_prompt
 from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.judging import JudgeConfig, PairwiseJudge, PointwiseJudge, Scale
+from judgelab.learner import trainer as trainer_module
+from judgelab.learner.distributed import DistInfo
 from judgelab.learner.settings import LoraSettings, TrainerSettings
 from judgelab.learner.trainer import GrpoTrainer
 from judgelab.spec import Experiment, validate_mapping
@@ -95,6 +97,24 @@ def test_grpo_steps_raise_the_reward_and_train_only_the_sft_adapter(
     assert all(trained[n].shape == p.shape for n, p in adapters.items())
     assert any(not torch.equal(trained[n], p) for n, p in adapters.items())
     assert all(torch.equal(trained[n], p) for n, p in frozen.items())
+
+
+def test_judge_grpo_trains_alone_under_torchrun(
+    tiny_engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TrainJudges trains on rank 0 while the other ranks have left the process group: its
+    trainer must not start data parallelism with them (DDP would wait for them forever)."""
+    monkeypatch.setattr(trainer_module, "current", lambda: DistInfo(rank=0, world_size=2))
+    lora = LoraSpec(r=4, alpha=8, dropout=0.0)
+    model = with_lora(copy.deepcopy(tiny_engine.model), lora)
+    items = [GrpoItem("q0", [ChatMessage("user", "Question?")], _e_share)]
+    spec = JudgeGrpoSpec(
+        num_generations=2, learning_rate=1e-2, steps=1, prompts_per_step=1, temperature=1.0
+    )
+
+    run = train_judge_grpo(model, tiny_engine, items, spec, lora, max_new_tokens=4, seed=0)
+
+    assert [s.step for s in run.steps] == [1]
 
 
 def test_learner_keeps_given_adapters_and_starts_its_reference_there(

@@ -36,6 +36,7 @@ from judgelab.engines.transformers_engine import TransformersEngine
 from judgelab.judging.parsing import parse_preference, parse_score
 from judgelab.judging.scale import Scale
 from judgelab.learner.batch import TrainGroup
+from judgelab.learner.distributed import DistInfo
 from judgelab.learner.settings import LoraSettings, TrainerSettings
 from judgelab.learner.steplog import StepLog
 from judgelab.learner.trainer import GrpoTrainer
@@ -142,7 +143,8 @@ def train_judge_grpo(
     started = time.perf_counter()
     tokenizer = base.tokenizer
     settings = trainer_settings(spec, lora, seed, base.mixed_precision)
-    trainer = GrpoTrainer(model, tokenizer.pad_token_id, settings)
+    # One process, also under torchrun (TrainJudges runs on rank 0 alone): no data parallelism.
+    trainer = GrpoTrainer(model, tokenizer.pad_token_id, settings, dist_info=DistInfo())
     sampler = base.sibling(trainer.policy, name=f"{base.name}+grpo")
     batches = _batches(items, spec.prompts_per_step, seed)
     records: list[GrpoStepRecord] = []
