@@ -17,6 +17,7 @@ the 4th step's importance ratios read the version history the checkpoint carries
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import random
@@ -29,6 +30,7 @@ import pytest
 
 STEPS, GROUPS, G = 3, 4, 4
 TOLERANCE = 1e-5
+HANG_S = 240  # a rank still running then dumps its threads' stacks and exits
 WEIGHT_TOLERANCE = 1e-4
 MODES = ("ddp", "fsdp")
 Result = dict[str, Any]
@@ -114,6 +116,7 @@ def train(data: Path, out: Path, mode: str) -> None:
     from judgelab.learner.distributed import init_from_env, shutdown
 
     torch.set_num_threads(1)
+    faulthandler.dump_traceback_later(HANG_S, exit=True)  # a hung rank says where it waits
     info = init_from_env()
     trainer = new_trainer(info.world_size, mode, info)
     *trained, after = batches(data)
@@ -175,11 +178,16 @@ def run(nproc: int, data: Path, out: Path, mode: str) -> Result:
             str(out),
             mode,
         ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stderr.splitlines() if "warn" not in line.lower()]
-    assert done.returncode == 0, "\n".join(lines)[-6000:]  # a rank's error comes first
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_S + 60)
+    assert done.returncode == 0, errors(done.stderr)  # a rank's error comes first
     result: Result = json.loads(out.read_text())
     return result
+
+
+def errors(stderr: str) -> str:
+    """The ranks' own errors (first) and torchrun's summary (last), without warnings."""
+    text = "\n".join(line for line in stderr.splitlines() if "warn" not in line.lower())
+    return text if len(text) < 8000 else f"{text[:4000]}\n...\n{text[-4000:]}"
 
 
 def assert_close(got: dict[str, list[float]], want: dict[str, list[float]], abs: float) -> None:

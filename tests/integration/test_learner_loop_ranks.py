@@ -12,6 +12,7 @@ checkpoint when the groups run out after 3 of the 4 steps. Tolerances as in
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import random
@@ -28,6 +29,7 @@ import pytest
 
 GROUPS, G, STEPS, TOTAL = 4, 4, 3, 4
 TOLERANCE = 1e-5
+HANG_S = 240  # a rank still running then dumps its threads' stacks and exits
 WEIGHT_TOLERANCE = 1e-4
 Result = dict[str, Any]
 
@@ -103,6 +105,7 @@ def run_loop(out: Path, mode: str) -> None:
     from judgelab.learner.trainer import GrpoTrainer
 
     torch.set_num_threads(1)
+    faulthandler.dump_traceback_later(HANG_S, exit=True)  # a hung rank says where it waits
     info = init_from_env()
     tokenizer = tiny_tokenizer()
     settings = TrainerSettings(
@@ -165,9 +168,8 @@ def launch(nproc: int, out: Path, mode: str) -> Path:
     if nproc > 1:
         runner = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         command = [*runner, f"--nproc_per_node={nproc}", *command[1:]]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stderr.splitlines() if "warn" not in line.lower()]
-    assert done.returncode == 0, "\n".join(lines)[-6000:]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_S + 60)
+    assert done.returncode == 0, errors(done.stderr)
     return out
 
 
@@ -180,6 +182,12 @@ def params(checkpoint: Path) -> dict[str, Any]:
 
     state = torch.load(checkpoint / "trainer.pt", weights_only=False)
     return {name: tensor.flatten() for name, tensor in state["params"].items()}
+
+
+def errors(stderr: str) -> str:
+    """The ranks' own errors (first) and torchrun's summary (last), without warnings."""
+    text = "\n".join(line for line in stderr.splitlines() if "warn" not in line.lower())
+    return text if len(text) < 8000 else f"{text[:4000]}\n...\n{text[-4000:]}"
 
 
 def assert_close(got: dict[str, Any], want: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ rank) and gloo for the small CPU ones (:func:`all_sum`, :func:`broadcast`).
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -62,24 +63,46 @@ def all_sum(values: list[float], info: DistInfo) -> list[float]:
 
 
 def broadcast(obj: T | None, info: DistInfo) -> T:
-    """Rank 0's ``obj`` on every rank (pickled; for small control data and batches)."""
+    """Rank 0's ``obj`` on every rank (pickled; for small control data and batches).
+
+    Its two CPU tensors (size, bytes) stay referenced here until the next call: gloo's worker
+    thread must never drop the last reference to a Python-made tensor after the interpreter
+    began to exit, or while a process group is destroyed under the GIL (see :func:`shutdown`).
+    """
     if not info.active:
         if obj is None:
             raise ValueError("nothing to broadcast")
         return obj
-    box: list[Any] = [obj]
-    dist.broadcast_object_list(box, src=0)
-    value: T = box[0]
+    if info.is_main:
+        payload = pickle.dumps(obj)
+        data = torch.frombuffer(bytearray(payload), dtype=torch.uint8).clone()
+        size = torch.tensor([data.numel()], dtype=torch.int64)
+    else:
+        size = torch.zeros(1, dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    if not info.is_main:
+        data = torch.empty(int(size.item()), dtype=torch.uint8)
+    dist.broadcast(data, src=0)
+    _HELD[:] = [size, data]
+    value: T = pickle.loads(data.numpy().tobytes())
     return value
 
 
 def shutdown(synchronise: bool = True) -> None:
-    """Leave the process group. ``synchronise`` where every rank ends here together: a barrier
-    first, while which gloo's worker threads let go of the last collective's tensors. A worker
-    still holding one when Python finalises (the process group outlives the call while FSDP or
-    DDP state refers to it) takes the GIL of a dying interpreter and aborts the process
-    ("terminate called without an active exception", seen at exit under torchrun)."""
+    """Leave the process group; ``synchronise`` where every rank ends here together.
+
+    Synchronising is a last :func:`broadcast`, whose tensors this module holds. gloo's worker
+    thread releases a finished collective's tensors after the caller got its result; when it
+    holds the last reference to a Python-made tensor it needs the GIL. If the interpreter is
+    exiting by then, the process aborts ("terminate called without an active exception");
+    if the process group is being destroyed (when FSDP or DDP state lets go of it, later than
+    this call) the two wait for each other. Seen at exit under torchrun; a PyTorch issue
+    (pytorch/pytorch#56297). Not after a failure: the other ranks may never come.
+    """
     if dist.is_available() and dist.is_initialized():
         if synchronise:
-            dist.barrier()
+            broadcast(True, current())
         dist.destroy_process_group()
+
+
+_HELD: list[torch.Tensor] = []  # the last broadcast's tensors (see broadcast)
