@@ -111,3 +111,15 @@ def test_ragged_decoding_is_used_on_cpu_sdpa_only(tiny_engine) -> None:
             assert model.config._attn_implementation == "eager"
     finally:
         model.set_attn_implementation("sdpa")
+
+
+def test_plans_are_per_thread() -> None:
+    import threading
+
+    _, _, _, mask = _attention_inputs([3, 64], 64)
+    main_groups = ra._plans.of(mask)
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(ra._plans.mask))
+    thread.start()
+    thread.join()
+    assert seen == [None] and ra._plans.groups == main_groups

@@ -12,6 +12,7 @@ the library's SDPA unchanged.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -51,9 +52,10 @@ def row_groups(first: Sequence[int], width: int, overhead: int = GROUP_OVERHEAD)
     return groups[::-1]
 
 
-class _Plans:
+class _Plans(threading.local):
     """The groups of the current step: every layer of one forward pass gets the same mask
-    object, so the plan is made once per step (the mask is held so its id stays unique)."""
+    object, so the plan is made once per step (the mask is held so its id stays unique).
+    Per thread: engines in different threads (a judge pool's judges) decode concurrently."""
 
     def __init__(self) -> None:
         self.mask: torch.Tensor | None = None
