@@ -14,7 +14,8 @@ prefilled in length-sorted batches (prefill is compute-bound on CPU: padding is
 wasted compute); a prefix shared by several prompts (a judge's instructions +
 the question, for the G responses of one prompt) runs once and its rows continue
 from its cache; generation decodes many rows together from one cache filled that
-way, which then grows in place.
+way, which then grows in place. RMSNorm and the gated MLP take fused inference forwards
+(``fused_ops``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from judgelab.engines import ragged_attention
+from judgelab.engines import fused_ops, ragged_attention
 from judgelab.engines.base import (
     CandidateScores,
     Conversation,
@@ -122,6 +123,7 @@ class TransformersEngine(Engine):
         self.generate_batch_tokens = GENERATE_BATCH_TOKENS
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
+        fused_ops.fuse(self.model)
         self.mixed_precision = resolve_mixed_precision(mixed_precision, self.device)
         self.tokenizer = tokenizer
         ensure_chat_template(tokenizer)
