@@ -27,6 +27,9 @@ def apply_adapter(base: TransformersEngine, adapter: Path) -> TransformersEngine
 def merged_engine(model: Any, base: TransformersEngine) -> TransformersEngine:
     """An engine on ``model`` with LoRA weights merged in (plain forward passes, no adapter hop)."""
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    # TRL's trainers set ``model.forward`` on the instance to a closure over the model's bound
+    # forward at that time: on a deep copy it still runs the original model's weights.
+    vars(merged).pop("forward", None)
     return base.sibling(merged, name=f"{base.name}+trained")
 
 
