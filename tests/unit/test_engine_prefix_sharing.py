@@ -141,8 +141,9 @@ def test_ragged_decode_batches_count_real_lengths_and_keep_the_memory_cap() -> N
         [3],
     ]
     assert decode_batches(lengths, 4, 1000, 50, ragged=True) == [[0, 1, 2, 3]]
-    # The cache is still as wide as the longest row: 4 x 100 does not fit 399.
-    assert decode_batches(lengths, 4, 399, 50, ragged=True) == [[0, 1, 2], [3]]
+    # A grouped cache holds the real lengths: 130 positions fit 130, not 129.
+    assert decode_batches(lengths, 4, 130, 50, ragged=True) == [[0, 1, 2, 3]]
+    assert decode_batches(lengths, 4, 129, 50, ragged=True) == [[0, 1, 2], [3]]
 
 
 def _split(order: list[int], cuts: tuple[int, ...]) -> list[list[int]]:

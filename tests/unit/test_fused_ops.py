@@ -55,9 +55,15 @@ def count_rms_norm_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_every_norm_and_mlp_is_switched_once(model: nn.Module) -> None:
+def test_every_norm_and_mlp_is_switched_once_and_can_be_put_back(
+    model: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert fused_ops.fuse(model) == NORMS + MLPS
     assert fused_ops.fuse(model) == 0
+    assert fused_ops.unfuse(model) == NORMS + MLPS
+    calls = count_rms_norm_calls(monkeypatch)
+    logits(model)
+    assert calls[0] == 0
 
 
 def test_fused_logits_equal_the_library_logits_bit_for_bit(model: nn.Module) -> None:

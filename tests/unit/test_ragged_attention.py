@@ -123,3 +123,17 @@ def test_plans_are_per_thread() -> None:
     thread.start()
     thread.join()
     assert seen == [None] and ra._plans.groups == main_groups
+
+
+def test_ragged_attention_counts_as_active_only_when_the_model_really_runs_it(
+    tiny_engine,
+) -> None:
+    model = tiny_engine.model
+    assert not ra.active(model)
+    with ra.ragged_decoding(model):
+        assert ra.active(model)
+        model.forward = lambda *args, **kwargs: None  # a trainer's patch: other modules may run
+        try:
+            assert not ra.active(model)
+        finally:
+            del model.forward

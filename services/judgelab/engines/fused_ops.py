@@ -122,3 +122,13 @@ def _gated_mlp_forward(self: Any, hidden: torch.Tensor) -> torch.Tensor:
     torch.nn.functional.silu(gate, inplace=True)
     gate.mul_(self.up_proj(hidden))
     return self.down_proj(gate)
+
+
+def unfuse(model: nn.Module) -> int:
+    """Put the library's forwards back (a baseline that must be plain ``transformers``)."""
+    restored = 0
+    for module in model.modules():
+        if vars(module).pop(_MARK, False):
+            vars(module).pop("forward", None)
+            restored += 1
+    return restored

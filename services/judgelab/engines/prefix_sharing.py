@@ -128,9 +128,9 @@ def decode_batches(
     """Row indices in batches for decoding, minimising the summed per-step cost
     ``step_tokens`` + the cache positions a step reads (a step's fixed cost, in cached tokens
     read, plus the cache: ``rows * padded width``, or the rows' own lengths when attention skips
-    the padding, ``ragged``) over contiguous runs of the rows sorted by length; at most
-    ``max_rows`` rows and, unless one row alone exceeds it, ``max_tokens`` padded tokens (the
-    cache's memory) per batch."""
+    the padding and the cache is kept by row group, ``ragged``) over contiguous runs of the rows
+    sorted by length; at most ``max_rows`` rows and, unless one row alone exceeds it,
+    ``max_tokens`` cached tokens (the cache's memory, counted the same way) per batch."""
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -144,9 +144,9 @@ def decode_batches(
         best[end], start[end] = best[end - 1] + step_tokens + width, end - 1
         for begin in range(end - 2, max(-1, end - 1 - max_rows), -1):
             rows = end - begin
-            if rows * width > max_tokens:
-                break
             read = summed[end] - summed[begin] if ragged else rows * width
+            if read > max_tokens:
+                break
             cost = best[begin] + step_tokens + read
             if cost < best[end]:
                 best[end], start[end] = cost, begin

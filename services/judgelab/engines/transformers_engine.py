@@ -50,6 +50,7 @@ from judgelab.engines.base import (
     SamplingParams,
 )
 from judgelab.engines.chat import ensure_chat_template, render_prompt
+from judgelab.engines.grouped_cache import decoding_groups, grouped_layers, kv_bytes_per_token
 from judgelab.engines.mixed_precision import MixedPrecision, autocast
 from judgelab.engines.mixed_precision import resolve as resolve_mixed_precision
 from judgelab.engines.prefix_sharing import (
@@ -77,8 +78,9 @@ _DEFAULT_CONTEXT_LENGTH = 2048
 #: near the matmul peak, and a padded batch needs an explicit mask (no causal skipping), so
 #: only short rows are batched (bench/judge_pool.py).
 SCORE_BATCH_TOKENS = 1024
-#: Most padded cache tokens per decoding batch (memory: rows x width x key/value bytes).
-GENERATE_BATCH_TOKENS = 65536
+#: Most cache bytes per decoding batch (keys and values of every row and position it holds:
+#: padded positions too, unless the cache is grouped).
+GENERATE_BATCH_BYTES = 4 << 30
 #: A decoding step's fixed cost in cached tokens read: on 2 CPU cores a step of the built-in
 #: model costs about 80 ms plus about 5 us per cached token, so rows are decoded together
 #: even at the price of some padding.
@@ -120,10 +122,12 @@ class TransformersEngine(Engine):
         self.max_batch_size = max_batch_size
         self.share_prefixes = share_prefixes
         self.score_batch_tokens = SCORE_BATCH_TOKENS
-        self.generate_batch_tokens = GENERATE_BATCH_TOKENS
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
         fused_ops.fuse(self.model)
+        self.generate_batch_tokens = GENERATE_BATCH_BYTES // kv_bytes_per_token(
+            self.model.config, self.dtype
+        )
         self.mixed_precision = resolve_mixed_precision(mixed_precision, self.device)
         self.tokenizer = tokenizer
         ensure_chat_template(tokenizer)
@@ -215,7 +219,7 @@ class TransformersEngine(Engine):
                 DECODE_STEP_TOKENS,
                 ragged=ragged,
             ):
-                batch = self._generate_batch([prompts[r] for r in rows], params)
+                batch = self._generate_batch([prompts[r] for r in rows], params, grouped=ragged)
                 results.update(zip(rows, batch, strict=True))
         return [results[row] for row in range(len(prompts))]
 
@@ -243,10 +247,12 @@ class TransformersEngine(Engine):
 
     # -- generation -----------------------------------------------------------------
     def _generate_batch(
-        self, prompt_ids: list[list[int]], params: SamplingParams
+        self, prompt_ids: list[list[int]], params: SamplingParams, grouped: bool = False
     ) -> list[Generation]:
         input_ids, attention_mask = self._left_pad(prompt_ids)
         width = input_ids.shape[1]
+        grouped = grouped and ragged_attention.active(self.model)
+
         stopping = StoppingCriteriaList()
         if params.stop:
             stopping.append(_StopOnText(self._decode, width, params.stop))
@@ -255,7 +261,7 @@ class TransformersEngine(Engine):
             attention_mask=attention_mask,
             generation_config=self._generation_config(params),
             stopping_criteria=stopping,
-            past_key_values=self._prefilled(prompt_ids, width + params.max_new_tokens),
+            past_key_values=self._prefilled(prompt_ids, width + params.max_new_tokens, grouped),
         )
         new_tokens = out.sequences[:, width:]
         steps = _StepLogprobs.of(out.logits, new_tokens, params.top_logprobs)
@@ -264,15 +270,21 @@ class TransformersEngine(Engine):
             for row, ids in enumerate(prompt_ids)
         ]
 
-    def _prefilled(self, prompt_ids: list[list[int]], capacity: int) -> Cache | None:
+    def _prefilled(self, prompt_ids: list[list[int]], capacity: int, grouped: bool) -> Cache | None:
         """A cache holding every prompt but its last token, left-padded as in the batch, for
         ``generate`` to continue from. The prompts run in their own length-sorted batches
-        (none of the decoding batch's padding is computed). None: ``generate`` prefills."""
+        (none of the decoding batch's padding is computed). ``grouped``: kept by row group
+        (``grouped_cache``, for ``ragged_attention``). None: ``generate`` prefills."""
         heads = [ids[:-1] for ids in prompt_ids]
         end = max(map(len, heads))
         if end == 0 or not growable(self.model.config):
             return None
-        layers = growing_layers(self.model.config, capacity)
+        layers: list[GrowingLayer] = []
+        if grouped:
+            groups = decoding_groups([len(ids) for ids in prompt_ids], capacity)
+            layers.extend(grouped_layers(self.model.config, capacity, groups))
+        else:
+            layers.extend(growing_layers(self.model.config, capacity))
         with self._mixed():
             self._prefill_into(layers, heads, end)
         for layer in layers:
