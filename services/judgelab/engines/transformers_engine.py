@@ -210,16 +210,16 @@ class TransformersEngine(Engine):
             self._check_fits(len(ids) + params.max_new_tokens)
         results: dict[int, Generation] = {}
         lengths = [len(ids) for ids in prompts]
-        ragged = ragged_attention.applies(self.model)
         with self._lock, torch.inference_mode(), self._seeded(params.seed), self._decoding():
+            grouped = ragged_attention.active(self.model)
             for rows in decode_batches(
                 lengths,
                 self.max_batch_size,
                 self.generate_batch_tokens,
                 DECODE_STEP_TOKENS,
-                ragged=ragged,
+                ragged=grouped,
             ):
-                batch = self._generate_batch([prompts[r] for r in rows], params, grouped=ragged)
+                batch = self._generate_batch([prompts[r] for r in rows], params, grouped)
                 results.update(zip(rows, batch, strict=True))
         return [results[row] for row in range(len(prompts))]
 
@@ -251,8 +251,6 @@ class TransformersEngine(Engine):
     ) -> list[Generation]:
         input_ids, attention_mask = self._left_pad(prompt_ids)
         width = input_ids.shape[1]
-        grouped = grouped and ragged_attention.active(self.model)
-
         stopping = StoppingCriteriaList()
         if params.stop:
             stopping.append(_StopOnText(self._decode, width, params.stop))
