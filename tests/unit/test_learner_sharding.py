@@ -152,3 +152,13 @@ def test_cuda_ranks_take_their_local_gpu_and_nccl_for_cuda_tensors(
     calls.clear()
     init_from_env(torch.device("cpu"))
     assert calls == ["gloo"]
+
+
+@pytest.mark.usefixtures("one_rank_group")
+def test_a_sharded_model_keeps_the_library_forwards() -> None:
+    from judgelab.engines import fused_ops
+
+    model = tiny_model(len(tiny_tokenizer()), seed=0)
+    sharding.shard(sharding.inner_model(model))
+    assert fused_ops.fuse(model) == 0  # a module's forward is a collective there
+    assert fused_ops.fuse(tiny_model(len(tiny_tokenizer()), seed=0)) > 0

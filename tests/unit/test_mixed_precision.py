@@ -94,6 +94,10 @@ def test_bf16_prefill_then_float32_decoding_generates(bf16_native: None) -> None
     assert cache is not None
     keys, values = cache.layers[0].contents()
     assert keys.dtype == values.dtype == torch.float32  # decoding continues in float32
+    grouped = engine._prefilled([[5, 6, 7, 8], [9, 10]], 12, grouped=True)
+    assert grouped is not None
+    parts = [*grouped.layers[0]._key_parts, *grouped.layers[0]._value_parts]
+    assert {part.dtype for part in parts} == {torch.float32}
 
 
 def _group(seed: int) -> TrainGroup:

@@ -28,7 +28,10 @@ _MARK = "_judgelab_fused"
 
 
 def fuse(model: nn.Module) -> int:
-    """Switch ``model``'s RMSNorm and gated-MLP modules to the fast paths; how many were."""
+    """Switch ``model``'s RMSNorm and gated-MLP modules to the fast paths; how many were.
+    A sharded model (FSDP) is left alone: a module's forward there is a collective."""
+    if _sharded(model):
+        return 0
     switched = 0
     for module in model.modules():
         if getattr(module, _MARK, False):
@@ -38,6 +41,14 @@ def fuse(model: nn.Module) -> int:
         elif _is_gated_mlp(module):
             switched += _switch(module, _gated_mlp_forward, _mlp_probe(module))
     return switched
+
+
+def _sharded(model: nn.Module) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed support shards nothing
+        return False
+    return any(isinstance(parameter, DTensor) for parameter in model.parameters())
 
 
 def _switch(module: nn.Module, fast: Any, probe: torch.Tensor | None) -> bool:

@@ -268,7 +268,9 @@ class TransformersEngine(Engine):
             for row, ids in enumerate(prompt_ids)
         ]
 
-    def _prefilled(self, prompt_ids: list[list[int]], capacity: int, grouped: bool) -> Cache | None:
+    def _prefilled(
+        self, prompt_ids: list[list[int]], capacity: int, grouped: bool = False
+    ) -> Cache | None:
         """A cache holding every prompt but its last token, left-padded as in the batch, for
         ``generate`` to continue from. The prompts run in their own length-sorted batches
         (none of the decoding batch's padding is computed). ``grouped``: kept by row group
