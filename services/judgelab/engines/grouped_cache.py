@@ -38,18 +38,15 @@ class GroupedLayer(GrowingLayer):
     def allocate(self, rows: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         if rows != len(self._group_of):
             raise ValueError(f"groups cover {len(self._group_of)} rows, the batch has {rows}")
-        self.lazy_initialization_of(keys, values)
+        # The library's bookkeeping (dtype, device, initialised) without its whole buffers.
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
         heads, key_dim, value_dim = keys.shape[1], keys.shape[-1], values.shape[-1]
         for begin, end, start in self.groups:
             positions = self.capacity - start
             self._key_parts.append(keys.new_zeros((end - begin, heads, positions, key_dim)))
             self._value_parts.append(values.new_zeros((end - begin, heads, positions, value_dim)))
         self.set_length(self.length)
-
-    def lazy_initialization_of(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """The library's bookkeeping (dtype, device, initialised) without its buffers."""
-        self.dtype, self.device = keys.dtype, keys.device
-        self.is_initialized = True
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.allocate(key_states.shape[0], key_states, value_states)
@@ -90,13 +87,14 @@ class GroupedLayer(GrowingLayer):
 
     def grouped(self) -> tuple[GroupedKV, GroupedKV]:
         """Each group's keys and values up to the current length."""
-        keys = tuple(part[:, :, : max(0, self.length - s)] for (_, _, s), part in self._kv(0))
-        values = tuple(part[:, :, : max(0, self.length - s)] for (_, _, s), part in self._kv(1))
-        return GroupedKV(self.groups, keys), GroupedKV(self.groups, values)
+        return self._written(self._key_parts), self._written(self._value_parts)
 
-    def _kv(self, which: int) -> list[tuple[Group, torch.Tensor]]:
-        parts = self._value_parts if which else self._key_parts
-        return list(zip(self.groups, parts, strict=True))
+    def _written(self, parts: list[torch.Tensor]) -> GroupedKV:
+        cut = [
+            part[:, :, : max(0, self.length - start)]
+            for (_, _, start), part in zip(self.groups, parts, strict=True)
+        ]
+        return GroupedKV(self.groups, tuple(cut))
 
     def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError("a grouped cache has no whole tensors; use grouped()")
