@@ -11,7 +11,7 @@ import torch
 from transformers import MistralConfig
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from judgelab.engines import ChatMessage, SamplingParams
+from judgelab.engines import ChatMessage, SamplingParams, split_attention
 from judgelab.engines import prefix_sharing as ps
 from judgelab.engines import transformers_engine as te
 from judgelab.engines.chat import render_prompt
@@ -110,6 +110,23 @@ def test_length_batches_respect_rows_and_budget() -> None:
     assert [5] in batches  # the 2000-token row runs alone
 
 
+def test_length_batches_run_rows_from_solo_from_alone() -> None:
+    lengths = [5, 300, 40, 41, 39, 2000, 42, 7, 6]
+    batches = length_batches(lengths, max_rows=3, token_budget=10_000, solo_from=41)
+    assert sorted(r for b in batches for r in b) == list(range(len(lengths)))
+    for row in (1, 3, 5, 6):
+        assert [row] in batches
+    assert max(len(b) for b in batches) == 3  # the short rows still share batches
+
+
+def test_a_cheaper_suffix_groups_rows_behind_a_shorter_prefix() -> None:
+    shared = list(range(100, 140))  # a 40-token shared prefix, 400-token own parts
+    rows = [shared + [1000 + 500 * i + t for t in range(400)] for i in range(4)]
+    assert all(g.prefix_len == 0 for g in prefix_groups(rows))  # 120 saved < 0.15 * 1600
+    grouped = prefix_groups(rows, suffix_overhead=ps.SPLIT_SUFFIX_OVERHEAD)
+    assert [(g.rows, g.prefix_len) for g in grouped] == [((0, 1, 2, 3), 40)]
+
+
 def _decode_cost(lengths, batches, step_tokens):
     return sum(step_tokens + len(b) * max(lengths[r] for r in b) for b in batches)
 
@@ -196,6 +213,36 @@ def test_shared_prefix_scores_match_no_sharing(tiny_engine, monkeypatch) -> None
         seven = tiny_engine.tokenizer.convert_tokens_to_ids("7")
         reference = float(reference_logprobs(tiny_engine, conversation, "Score: ")[seven])
         assert score.logprobs["7"] == pytest.approx(reference, abs=1e-4)
+
+
+def test_unpadded_suffixes_continue_the_prefix_in_one_split_pass(tiny_engine, monkeypatch) -> None:
+    monkeypatch.setattr(te, "SOLO_ROW_TOKENS", 1)  # every suffix alone: no padding, no mask
+    monkeypatch.setattr(ps, "CHUNK", 3)  # a chunked pass would show as extra forward calls
+    passes, splits = (
+        _counted(monkeypatch, type(tiny_engine.model), "forward"),
+        _counted(monkeypatch, split_attention, "split_causal_sdpa"),
+    )
+    engine = engine_like(tiny_engine, max_batch_size=3)
+    got = engine.score_candidates(GROUP, DIGITS, "Score: ")
+    assert splits, "the suffixes must continue the shared prefix through split attention"
+    assert len(passes) == 1 + len(GROUP)  # the prefix once, then one pass per suffix
+    for conversation, score in zip(GROUP, got, strict=True):
+        reference = reference_logprobs(tiny_engine, conversation, "Score: ")
+        ids = [tiny_engine.tokenizer.convert_tokens_to_ids(d) for d in DIGITS]
+        expected = {d: float(reference[i]) for d, i in zip(DIGITS, ids, strict=True)}
+        assert score.logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def _counted(monkeypatch, owner: object, name: str) -> list[int]:
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
 
 
 def test_chunked_and_padded_scoring_matches_one_pass(tiny_engine, monkeypatch) -> None:

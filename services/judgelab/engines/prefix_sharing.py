@@ -4,13 +4,15 @@ so every padded or repeated token is wasted time).
 * Shared prefixes: rows whose ids share a long common prefix (a judge's instructions + the
   question, for the G responses of one prompt) form a group whose prefix runs once; the
   partition of the sorted rows maximises the prefix tokens saved, ``(rows - 1) * prefix``,
-  less what continuing from a cache costs (``SUFFIX_OVERHEAD`` per suffix token).
+  less what continuing from a cache costs (a given overhead per suffix token).
 * Length batches: the rest (and each group's suffixes) run in batches of similar length whose
-  padded size stays within a token budget; decoding batches minimise a per-step cost model.
-* Chunks: a batch that needs an explicit attention mask (padding, or a cached prefix) runs
-  ``CHUNK`` positions at a time, because SDPA then computes the masked-out upper triangle
-  too; in chunks only each chunk's own triangle is wasted. Unpadded rows without a prefix
-  run in one pass (SDPA's causal kernel skips the triangle).
+  padded size stays within a token budget, rows from a given length on alone (no padding);
+  decoding batches minimise a per-step cost model.
+* Chunks: a batch that needs an explicit attention mask (padding, or a cached prefix without
+  ``split_attention``) runs ``CHUNK`` positions at a time, because SDPA then computes the
+  masked-out upper triangle too; in chunks only each chunk's own triangle is wasted.
+  Unpadded rows run in one pass (SDPA's causal kernel, or ``split_attention`` after a
+  prefix, skips the triangle).
 * A cache that grows in place (``GrowingLayer``): ``DynamicCache`` concatenates, copying the
   whole cache at every decode step, which on CPU costs as much as the attention on long
   prompts.
@@ -26,6 +28,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer
 
+from judgelab.engines import ragged_attention
+
 #: Shorter shared prefixes are not worth a separate pass.
 MIN_SHARED_PREFIX = 32
 #: Positions per forward pass of a masked batch (smaller wastes less masked attention).
@@ -33,6 +37,9 @@ CHUNK = 512
 #: Extra cost of a suffix token run after a cached prefix (explicit mask, chunks), relative to
 #: an unpadded one-pass token: measured 10-20% on 2 CPU cores with the built-in model.
 SUFFIX_OVERHEAD = 0.15
+#: The same when unpadded suffixes continue in one pass (``split_attention``): measured 0-6%
+#: on 2 CPU cores with the built-in model, at 600 to 2,000 tokens.
+SPLIT_SUFFIX_OVERHEAD = 0.05
 #: Rows planned together at most (the grouping is quadratic in it).
 PLAN_WINDOW = 256
 
@@ -57,7 +64,9 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def prefix_groups(
-    sequences: Sequence[Sequence[int]], min_prefix: int = MIN_SHARED_PREFIX
+    sequences: Sequence[Sequence[int]],
+    min_prefix: int = MIN_SHARED_PREFIX,
+    suffix_overhead: float = SUFFIX_OVERHEAD,
 ) -> list[PrefixGroup]:
     """Rows partitioned into groups sharing a prefix of at least ``min_prefix`` tokens (every
     row keeps at least one token of its own) and singletons (``prefix_len`` 0)."""
@@ -65,11 +74,14 @@ def prefix_groups(
     groups: list[PrefixGroup] = []
     for start in range(0, len(order), PLAN_WINDOW):
         window = order[start : start + PLAN_WINDOW]
-        groups.extend(_partition([sequences[i] for i in window], window, min_prefix))
+        rows = [sequences[i] for i in window]
+        groups.extend(_partition(rows, window, min_prefix, suffix_overhead))
     return groups
 
 
-def _partition(rows: list[Sequence[int]], ids: list[int], min_prefix: int) -> list[PrefixGroup]:
+def _partition(
+    rows: list[Sequence[int]], ids: list[int], min_prefix: int, suffix_overhead: float
+) -> list[PrefixGroup]:
     """Best split of sorted rows into contiguous groups (dynamic programming, O(n^2))."""
     n = len(rows)
     neighbour = [common_prefix_length(rows[i], rows[i + 1]) for i in range(n - 1)]
@@ -87,7 +99,7 @@ def _partition(rows: list[Sequence[int]], ids: list[int], min_prefix: int) -> li
                 break
             size = end - begin
             suffix_tokens = tokens[end] - tokens[begin] - size * prefix
-            gain = best[begin] + (size - 1) * prefix - SUFFIX_OVERHEAD * suffix_tokens
+            gain = best[begin] + (size - 1) * prefix - suffix_overhead * suffix_tokens
             if gain > best[end]:
                 best[end], cut[end] = gain, (begin, prefix)
     groups = []
@@ -99,9 +111,12 @@ def _partition(rows: list[Sequence[int]], ids: list[int], min_prefix: int) -> li
     return groups[::-1]
 
 
-def length_batches(lengths: Sequence[int], max_rows: int, token_budget: int) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], max_rows: int, token_budget: int, solo_from: int | None = None
+) -> list[list[int]]:
     """Row indices in batches of similar length: at most ``max_rows`` rows and, unless one row
-    alone exceeds it, at most ``token_budget`` tokens once padded to the batch's longest row."""
+    alone exceeds it, at most ``token_budget`` tokens once padded to the batch's longest row;
+    rows of ``solo_from`` tokens or more alone."""
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     batches: list[list[int]] = []
@@ -109,6 +124,7 @@ def length_batches(lengths: Sequence[int], max_rows: int, token_budget: int) -> 
     for row in sorted(range(len(lengths)), key=lambda i: lengths[i]):
         # Sorted ascending: the new row is the longest, so it sets the padded width.
         full = len(current) >= max_rows or (len(current) + 1) * lengths[row] > token_budget
+        full = full or (solo_from is not None and lengths[row] >= solo_from)
         if current and full:
             batches.append(current)
             current = []
@@ -239,7 +255,8 @@ def run_chunked(
     rows, width = input_ids.shape
     full_mask = torch.cat([mask.new_ones(rows, prefix_len), mask], dim=1)
     positions = prefix_len + (mask.cumsum(-1) - 1).clamp(min=0)
-    step = width if prefix_len == 0 and bool(mask.all()) else CHUNK
+    one_pass = bool(mask.all()) and (prefix_len == 0 or ragged_attention.active(model))
+    step = width if one_pass else CHUNK
     for start in range(0, width, step):
         end = min(width, start + step)
         out = model(

@@ -22,6 +22,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from judgelab.engines import split_attention
+
 NAME = "judgelab_ragged_sdpa"
 #: Cached positions one more SDPA call per layer is worth (its dispatch cost, measured on
 #: 2 CPU cores with the built-in model: ~40 us per call against ~0.17 us per position read).
@@ -94,6 +96,8 @@ def ragged_sdpa(
     if isinstance(key, GroupedKV) and isinstance(value, GroupedKV):
         return _grouped_sdpa(module, query, key, value, attention_mask, **kwargs)
     assert isinstance(key, torch.Tensor) and isinstance(value, torch.Tensor)
+    if split_attention.applies(query, key, attention_mask):
+        return split_attention.split_causal_sdpa(module, query, key, value, **kwargs)
     if not _is_padded_decoding(query, attention_mask):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     assert attention_mask is not None

@@ -54,6 +54,8 @@ from judgelab.engines.grouped_cache import decoding_groups, grouped_layers, kv_b
 from judgelab.engines.mixed_precision import MixedPrecision, autocast
 from judgelab.engines.mixed_precision import resolve as resolve_mixed_precision
 from judgelab.engines.prefix_sharing import (
+    SPLIT_SUFFIX_OVERHEAD,
+    SUFFIX_OVERHEAD,
     GrowingLayer,
     PrefixGroup,
     decode_batches,
@@ -78,6 +80,9 @@ _DEFAULT_CONTEXT_LENGTH = 2048
 #: near the matmul peak, and a padded batch needs an explicit mask (no causal skipping), so
 #: only short rows are batched (bench/judge_pool.py).
 SCORE_BATCH_TOKENS = 1024
+#: On CPU, prompts of this many tokens or more are prefilled one at a time (matmuls of 256
+#: rows run near their peak here, so batching adds nothing but padding).
+SOLO_ROW_TOKENS = 256
 #: Most cache bytes per decoding batch (keys and values of every row and position it holds:
 #: padded positions too, unless the cache is grouped).
 GENERATE_BATCH_BYTES = 4 << 30
@@ -210,7 +215,7 @@ class TransformersEngine(Engine):
             self._check_fits(len(ids) + params.max_new_tokens)
         results: dict[int, Generation] = {}
         lengths = [len(ids) for ids in prompts]
-        with self._lock, torch.inference_mode(), self._seeded(params.seed), self._decoding():
+        with self._lock, torch.inference_mode(), self._seeded(params.seed), self._cpu_attention():
             grouped = ragged_attention.active(self.model)
             for rows in decode_batches(
                 lengths,
@@ -236,7 +241,7 @@ class TransformersEngine(Engine):
         for ids, conts in zip(prompt_ids, continuations, strict=True):
             # The longest candidate's last token is predicted, never fed in.
             self._check_fits(len(ids) + max(len(t) for t in conts.values()) - 1)
-        with self._lock, torch.inference_mode(), self._mixed():
+        with self._lock, torch.inference_mode(), self._mixed(), self._cpu_attention():
             scores = self._score_all(prompt_ids, continuations)
         return [CandidateScores(candidates, logprobs) for logprobs in scores]
 
@@ -430,7 +435,8 @@ class TransformersEngine(Engine):
     ) -> Iterator[tuple[list[int], torch.Tensor]]:
         """(rows, their next-token logits) batch by batch: each shared prefix runs once, the
         other prompts in length-sorted batches."""
-        groups = prefix_groups(prompt_ids) if self.share_prefixes else []
+        overhead = SPLIT_SUFFIX_OVERHEAD if ragged_attention.active(self.model) else SUFFIX_OVERHEAD
+        groups = prefix_groups(prompt_ids, suffix_overhead=overhead) if self.share_prefixes else []
         shared = [group for group in groups if group.prefix_len]
         taken = {row for group in shared for row in group.rows}
         plain = [row for row in range(len(prompt_ids)) if row not in taken]
@@ -455,7 +461,10 @@ class TransformersEngine(Engine):
             yield [group.rows[i] for i in batch], logits
 
     def _score_batches(self, lengths: list[int]) -> list[list[int]]:
-        return length_batches(lengths, self.max_batch_size, self.score_batch_tokens)
+        # On CPU a long row runs alone: its matmuls are already efficient, and alone it needs
+        # no padding, no mask and no chunks.
+        solo = SOLO_ROW_TOKENS if self.device.type == "cpu" else None
+        return length_batches(lengths, self.max_batch_size, self.score_batch_tokens, solo)
 
     def _multi_token_logprobs(
         self, prompt_ids: list[list[int]], continuations: list[dict[str, list[int]]]
@@ -523,8 +532,9 @@ class TransformersEngine(Engine):
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
         return input_ids.to(self.device), mask.to(self.device)
 
-    def _decoding(self) -> AbstractContextManager[None]:
-        """Decoding attention that skips each row's padding (see ``ragged_attention``)."""
+    def _cpu_attention(self) -> AbstractContextManager[None]:
+        """Attention that skips each decoding row's padding (``ragged_attention``) and
+        continues a cached prefix without a mask (``split_attention``)."""
         return ragged_attention.ragged_decoding(self.model)
 
     def _mixed(self) -> AbstractContextManager[None]:
