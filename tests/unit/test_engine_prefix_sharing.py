@@ -276,13 +276,14 @@ def test_generation_from_the_prefilled_cache_matches_plain_generate(
     tiny_engine, monkeypatch
 ) -> None:
     monkeypatch.setattr(ps, "CHUNK", 7)
+    prefixes = _counted(monkeypatch, te, "prefix_cache")
     conversations = [*GROUP[:4], *OTHERS]
     engine = engine_like(tiny_engine, max_batch_size=8)
     engine.score_batch_tokens = 10_000  # prefill in padded, chunked batches too
     params = SamplingParams(max_new_tokens=12, temperature=0.0)
-    for conversation, generation in zip(
-        conversations, engine.generate(conversations, params), strict=True
-    ):
+    generations = engine.generate(conversations, params)
+    assert len(prefixes) == 1, "the group's shared prefix is prefilled once"
+    for conversation, generation in zip(conversations, generations, strict=True):
         expected = plain_generate(tiny_engine, conversation, 12)
         eos = tiny_engine.tokenizer.eos_token_id
         cut = expected.index(eos) + 1 if eos in expected else len(expected)

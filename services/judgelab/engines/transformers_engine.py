@@ -300,20 +300,19 @@ class TransformersEngine(Engine):
         """Each row's keys and values, right-aligned at ``end``, in the model's dtype (decoding
         continues in it even when the prefill ran in bfloat16)."""
         dtype = self.dtype
-        for batch in self._score_batches([len(head) for head in heads]):
-            rows = [row for row in batch if heads[row]]
-            if not rows:
-                continue
-            input_ids, mask = self._left_pad([heads[row] for row in rows])
-            part = growing_layers(self.model.config, input_ids.shape[1])
-            run_chunked(self.model, input_ids, mask, Cache(layers=list(part)))
-            for layer, done in zip(layers, part, strict=True):
-                keys, values = done.contents()
+        for done in self._passes(heads):
+            for layer, part in zip(layers, done.cache.layers, strict=True):
+                assert isinstance(part, GrowingLayer)
+                keys, values = part.contents()
                 if not layer.is_initialized:
                     layer.allocate(len(heads), keys.to(dtype), values.to(dtype))
-                for i, row in enumerate(rows):
-                    n = len(heads[row])
-                    layer.place(row, keys[i, :, -n:], values[i, :, -n:], end)
+                for i, row in enumerate(done.rows):
+                    # Right-aligned after any padding: [shared prefix][padding][row's own].
+                    own = len(heads[row]) - done.prefix_len
+                    layer.place(row, keys[i, :, -own:], values[i, :, -own:], end)
+                    cut = done.prefix_len
+                    if cut:
+                        layer.place(row, keys[i, :, :cut], values[i, :, :cut], end - own)
 
     def _generation_config(self, params: SamplingParams) -> GenerationConfig:
         sampling = params.temperature > 0
@@ -433,24 +432,29 @@ class TransformersEngine(Engine):
     def _next_token_logits(
         self, prompt_ids: list[list[int]]
     ) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """(rows, their next-token logits) batch by batch: each shared prefix runs once, the
-        other prompts in length-sorted batches."""
+        """(rows, their next-token logits) batch by batch."""
+        for done in self._passes(prompt_ids):
+            yield done.rows, done.logits
+
+    def _passes(self, prompt_ids: list[list[int]]) -> Iterator[_Pass]:
+        """Forward passes over every non-empty prompt: each shared prefix runs once and its
+        rows continue it, the other prompts run in length-sorted batches."""
         overhead = SPLIT_SUFFIX_OVERHEAD if ragged_attention.active(self.model) else SUFFIX_OVERHEAD
         groups = prefix_groups(prompt_ids, suffix_overhead=overhead) if self.share_prefixes else []
         shared = [group for group in groups if group.prefix_len]
         taken = {row for group in shared for row in group.rows}
-        plain = [row for row in range(len(prompt_ids)) if row not in taken]
+        plain = [row for row, ids in enumerate(prompt_ids) if ids and row not in taken]
         for batch in self._score_batches([len(prompt_ids[row]) for row in plain]):
             rows = [plain[i] for i in batch]
             input_ids, mask = self._left_pad([prompt_ids[row] for row in rows])
             cache = new_cache(self.model.config, input_ids.shape[1])
-            yield rows, run_chunked(self.model, input_ids, mask, cache)
+            yield _Pass(rows, 0, cache, run_chunked(self.model, input_ids, mask, cache))
         for group in shared:
-            yield from self._shared_prefix_logits(prompt_ids, group)
+            yield from self._shared_prefix_passes(prompt_ids, group)
 
-    def _shared_prefix_logits(
+    def _shared_prefix_passes(
         self, prompt_ids: list[list[int]], group: PrefixGroup
-    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+    ) -> Iterator[_Pass]:
         cut = group.prefix_len
         prefix = prefix_cache(self.model, prompt_ids[group.rows[0]][:cut], self.device)
         suffixes = [prompt_ids[row][cut:] for row in group.rows]
@@ -458,7 +462,7 @@ class TransformersEngine(Engine):
             input_ids, mask = self._left_pad([suffixes[i] for i in batch])
             cache = with_prefix(self.model.config, prefix, len(batch), cut + input_ids.shape[1])
             logits = run_chunked(self.model, input_ids, mask, cache, cut)
-            yield [group.rows[i] for i in batch], logits
+            yield _Pass([group.rows[i] for i in batch], cut, cache, logits)
 
     def _score_batches(self, lengths: list[int]) -> list[list[int]]:
         # On CPU a long row runs alone: its matmuls are already efficient, and alone it needs
@@ -597,6 +601,17 @@ class _StepLogprobs:
                 values.append(top.values)
                 ids.append(top.indices)
         return cls(_by_row(chosen), _by_row(values), _by_row(ids))
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One forward pass over ``rows``: the cache it filled (a shared prefix of ``prefix_len``
+    positions, then the rows left-padded) and the rows' next-token logits."""
+
+    rows: list[int]
+    prefix_len: int
+    cache: Cache
+    logits: torch.Tensor
 
 
 def _by_row(per_step: list[torch.Tensor]) -> list[Any]:
