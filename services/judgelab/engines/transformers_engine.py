@@ -277,8 +277,8 @@ class TransformersEngine(Engine):
         self, prompt_ids: list[list[int]], capacity: int, grouped: bool = False
     ) -> Cache | None:
         """A cache holding every prompt but its last token, left-padded as in the batch, for
-        ``generate`` to continue from. The prompts run in their own length-sorted batches
-        (none of the decoding batch's padding is computed). ``grouped``: kept by row group
+        ``generate`` to continue from. The prompts run in their own passes (``_passes``: none
+        of the decoding batch's padding is computed, shared prefixes run once). ``grouped``: kept by row group
         (``grouped_cache``, for ``ragged_attention``). None: ``generate`` prefills."""
         heads = [ids[:-1] for ids in prompt_ids]
         end = max(map(len, heads))
