@@ -60,6 +60,16 @@ def test_bfloat16_inputs_keep_their_dtype() -> None:
     assert torch.allclose(got.float(), expected.float(), atol=3e-2)
 
 
+def test_a_bfloat16_query_over_a_float32_cache_runs_as_under_autocast() -> None:
+    query, key, value = _inputs(1, 20, 9)
+    mask = _bottom_right_mask(1, 9, 29)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = sa.split_causal_sdpa(_module(), query.bfloat16(), key, value)
+        expected, _ = sdpa_attention_forward(_module(), query.bfloat16(), key, value, mask)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected.float(), atol=3e-2)
+
+
 def test_only_a_pure_bottom_right_causal_mask_applies() -> None:
     query, key, _ = _inputs(2, 6, 4)
     mask = _bottom_right_mask(2, 4, 10).clone()

@@ -63,7 +63,9 @@ def split_causal_sdpa(
     if dropout and module.training:
         raise ValueError("split attention is for inference: dropout must be off")
     groups = query.shape[1] // key.shape[1]
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    # One dtype, as autocast gives SDPA (a bfloat16 query over a float32 cache); the kernel
+    # is called directly, so autocast does not cast for it.
+    key, value = repeat_kv(key.to(query.dtype), groups), repeat_kv(value.to(query.dtype), groups)
     cut = key.shape[2] - query.shape[2]
     old, old_lse = _flash_with_lse(query, key[:, :, :cut], value[:, :, :cut], scale=scaling)
     new, new_lse = _flash_with_lse(
