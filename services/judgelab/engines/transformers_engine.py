@@ -278,8 +278,9 @@ class TransformersEngine(Engine):
     ) -> Cache | None:
         """A cache holding every prompt but its last token, left-padded as in the batch, for
         ``generate`` to continue from. The prompts run in their own passes (``_passes``: none
-        of the decoding batch's padding is computed, shared prefixes run once). ``grouped``: kept by row group
-        (``grouped_cache``, for ``ragged_attention``). None: ``generate`` prefills."""
+        of the decoding batch's padding is computed, shared prefixes run once). ``grouped``:
+        kept by row group (``grouped_cache``, for ``ragged_attention``). None: ``generate``
+        prefills."""
         heads = [ids[:-1] for ids in prompt_ids]
         end = max(map(len, heads))
         if end == 0 or not growable(self.model.config):
