@@ -62,7 +62,7 @@ def test_ragged_sdpa_equals_sdpa_on_left_padded_rows(monkeypatch) -> None:
     query, key, value, mask = _attention_inputs([3, 5, 40, 64, 64], 64)
     expected, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
     got, _ = ragged_sdpa(module, query, key, value, mask, scaling=0.3)
-    assert ra._plans.groups == [(0, 2, 59), (2, 3, 24), (3, 5, 0)]  # padding really skipped
+    assert ra._plans.value == [(0, 2, 59), (2, 3, 24), (3, 5, 0)]  # padding really skipped
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
@@ -122,7 +122,7 @@ def test_plans_are_per_thread() -> None:
     thread = threading.Thread(target=lambda: seen.append(ra._plans.mask))
     thread.start()
     thread.join()
-    assert seen == [None] and ra._plans.groups == main_groups
+    assert seen == [None] and ra._plans.value == main_groups
 
 
 def test_ragged_attention_counts_as_active_only_when_the_model_really_runs_it(

@@ -12,7 +12,6 @@ the library's SDPA unchanged.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from judgelab.engines import split_attention
+from judgelab.engines.mask_memo import MaskMemo
 
 NAME = "judgelab_ragged_sdpa"
 #: Cached positions one more SDPA call per layer is worth (its dispatch cost, measured on
@@ -65,23 +65,13 @@ def row_groups(first: Sequence[int], width: int, overhead: int = GROUP_OVERHEAD)
     return groups[::-1]
 
 
-class _Plans(threading.local):
-    """The groups of the current step: every layer of one forward pass gets the same mask
-    object, so the plan is made once per step (the mask is held so its id stays unique).
-    Per thread: engines in different threads (a judge pool's judges) decode concurrently."""
-
-    def __init__(self) -> None:
-        self.mask: torch.Tensor | None = None
-        self.groups: list[Group] = []
-
-    def of(self, mask: torch.Tensor) -> list[Group]:
-        if mask is not self.mask:
-            first = mask[:, 0, -1, :].int().argmax(dim=-1).tolist()
-            self.mask, self.groups = mask, row_groups(first, mask.shape[-1], GROUP_OVERHEAD)
-        return self.groups
+def _plan(mask: torch.Tensor) -> list[Group]:
+    """The row groups of a padded decoding step, from each row's first attended position."""
+    first = mask[:, 0, -1, :].int().argmax(dim=-1).tolist()
+    return row_groups(first, mask.shape[-1], GROUP_OVERHEAD)
 
 
-_plans = _Plans()
+_plans: MaskMemo[list[Group]] = MaskMemo(_plan)
 
 
 def ragged_sdpa(

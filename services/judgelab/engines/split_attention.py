@@ -10,31 +10,14 @@ their outputs are combined by their log-sum-exps: exact, and the triangle is ski
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import torch
 from transformers.integrations.sdpa_attention import repeat_kv
 
+from judgelab.engines.mask_memo import MaskMemo
+
 _flash_with_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-
-
-class _Checked(threading.local):
-    """Whether the current forward pass's mask is bottom-right causal: every layer gets the
-    same mask object, so it is compared once per pass (the mask is held so its id stays
-    unique)."""
-
-    def __init__(self) -> None:
-        self.mask: torch.Tensor | None = None
-        self.causal = False
-
-    def of(self, mask: torch.Tensor) -> bool:
-        if mask is not self.mask:
-            self.mask, self.causal = mask, _is_bottom_right_causal(mask)
-        return self.causal
-
-
-_checked = _Checked()
 
 
 def applies(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> bool:
@@ -44,7 +27,7 @@ def applies(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -
         query.device.type == "cpu"
         and 1 < query.shape[2] < key.shape[2]
         and mask is not None
-        and _checked.of(mask)
+        and _bottom_right_causal.of(mask)
     )
 
 
@@ -94,3 +77,6 @@ def _is_bottom_right_causal(mask: torch.Tensor) -> bool:
     wanted = torch.ones(queries, keys, dtype=torch.bool, device=mask.device)
     wanted = torch.tril(wanted, diagonal=keys - queries)
     return bool((mask == wanted).all())
+
+
+_bottom_right_causal: MaskMemo[bool] = MaskMemo(_is_bottom_right_causal)
